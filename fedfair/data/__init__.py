@@ -1,0 +1,23 @@
+"""Data sets, partitions and the text pipeline for fedfair.
+
+Public API: :func:`load_task` -> :class:`TaskData`; :func:`make_shards` -> list of
+:class:`Shard` plus validation indices; :class:`DataError` for missing/corrupt files.
+"""
+
+from .base import DataError, TaskData, pad_batch, stratified_split
+from .shards import Shard, default_pool_size, default_shard_size, make_shards
+from .tasks import TASKS, canonical_name, load_task
+
+__all__ = [
+    "DataError",
+    "TaskData",
+    "Shard",
+    "TASKS",
+    "canonical_name",
+    "default_pool_size",
+    "default_shard_size",
+    "load_task",
+    "make_shards",
+    "pad_batch",
+    "stratified_split",
+]

@@ -1,0 +1,60 @@
+"""``load_task``: one entry point that maps a data set name to its loader."""
+
+from __future__ import annotations
+
+from .base import TaskData
+
+#: Names accepted by :func:`load_task` (aliases map onto these).
+TASKS = ("digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5")
+_ALIASES = {
+    "fashion-mnist": "fashion_mnist",
+    "fmnist": "fashion_mnist",
+    "cifar": "cifar10",
+    "cifar-10": "cifar10",
+    "sst": "sst5",
+    "sst-5": "sst5",
+}
+
+
+def canonical_name(name: str) -> str:
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in TASKS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(TASKS)}")
+    return key
+
+
+def load_task(
+    name: str, data_dir: str | None = None, *, seed: int = 0, test_fraction: float = 0.2
+) -> TaskData:
+    """Load a data set by name, split and normalised.
+
+    ``seed``/``test_fraction`` only matter where the data has no test set of its own
+    (digits, MR, the stand-in TSV); they make that held-out split stratified and repeatable.
+    Missing or corrupt files raise :class:`DataError` with one message saying what, where
+    and how to get it.
+    """
+    key = canonical_name(name)
+    if key == "digits":
+        from .images import load_digits_task
+
+        return load_digits_task(seed=seed, test_fraction=test_fraction)
+    if key == "mnist":
+        from .images import load_mnist_task
+
+        return load_mnist_task(data_dir)
+    if key == "fashion_mnist":
+        from .images import load_fashion_mnist_task
+
+        return load_fashion_mnist_task(data_dir)
+    if key == "cifar10":
+        from .images import load_cifar10_task
+
+        return load_cifar10_task(data_dir)
+    if key == "mr":
+        from .text import load_mr_task
+
+        return load_mr_task(data_dir, seed=seed, test_fraction=test_fraction)
+    from .text import load_sst5_task
+
+    return load_sst5_task(data_dir, seed=seed, test_fraction=test_fraction)

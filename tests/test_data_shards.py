@@ -1,0 +1,118 @@
+"""load_task('digits') and make_shards: sizes, ownership, noise, validation, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fedfair.data import DataError, Shard, TaskData, load_task, make_shards
+
+
+@pytest.fixture(scope="module")
+def digits() -> TaskData:
+    return load_task("digits", seed=0)
+
+
+def test_digits_task_shapes_and_normalisation(digits):
+    assert digits.kind == "image" and digits.num_classes == 10
+    assert digits.num_train + len(digits.test_y) == 1797
+    assert len(digits.test_y) == 360  # ceil(0.2 * 1797)
+    assert digits.train_x.shape[1:] == (1, 8, 8) and digits.train_x.dtype == torch.float32
+    assert abs(float(digits.train_x.mean())) < 1e-4
+    assert abs(float(digits.train_x.std()) - 1) < 1e-3
+    # stratified: every class within one sample of 20% in the test set
+    counts = np.bincount(digits.test_y.numpy(), minlength=10)
+    full = np.bincount(np.concatenate([digits.train_y.numpy(), digits.test_y.numpy()]))
+    assert np.all(np.abs(counts - 0.2 * full) <= 1)
+    assert "load_digits" in digits.source
+
+
+def test_digits_split_deterministic_by_seed():
+    a, b, c = load_task("digits", seed=1), load_task("digits", seed=1), load_task("digits", seed=2)
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_y, b.test_y)
+    assert not torch.equal(a.train_x, c.train_x)
+    assert len(load_task("digits", test_fraction=0.5).test_y) in (898, 899)
+
+
+def test_batch_returns_given_labels(digits):
+    idx = np.array([0, 5, 7])
+    x, y = digits.batch("train", idx)
+    assert x.shape == (3, 1, 8, 8) and torch.equal(y, digits.train_y[[0, 5, 7]])
+    x2, y2 = digits.batch("train", torch.tensor(idx), labels=np.array([9, 9, 9]))
+    assert torch.equal(x, x2) and y2.tolist() == [9, 9, 9] and y2.dtype == torch.int64
+    xt, yt = digits.batch("test", idx)
+    assert torch.equal(yt, digits.test_y[[0, 5, 7]])
+    with pytest.raises(ValueError):
+        digits.batch("val", idx)
+
+
+def test_uni_shards_disjoint_equal(digits):
+    shards, val = make_shards(digits, partition="uni", agents=5, seed=0, val_size=100)
+    assert len(shards) == 5 and all(isinstance(s, Shard) for s in shards)
+    n_avail = digits.num_train - 100
+    assert [len(s) for s in shards] == [n_avail // 5] * 5
+    owned = np.concatenate([s.indices for s in shards])
+    assert len(np.unique(owned)) == len(owned)
+    assert len(val) == 100 and not set(val.tolist()) & set(owned.tolist())
+    for s in shards:
+        assert s.indices.dtype == np.int64 and s.labels.dtype == np.int64
+        assert np.array_equal(s.labels, digits.train_y.numpy()[s.indices])
+
+
+def test_pow_shards_sizes(digits):
+    from fedfair.data.partitions import pow_sizes
+
+    shards, val = make_shards(digits, partition="pow", agents=5, seed=0, pool_size=1000)
+    assert val.size == 0
+    sizes = pow_sizes(1000, 5)
+    got = [len(s) for s in shards]
+    assert got[:-1] == sizes[:-1] and got[-1] == 1000 - sum(sizes[:-1])
+
+
+def test_cla_shards_class_sets(digits):
+    shards, _ = make_shards(digits, partition="cla", agents=5, seed=0, shard_size=200)
+    for s, c in zip(shards, [1, 3, 5, 7, 10]):
+        assert len(s) == 200
+        assert set(np.unique(s.labels).tolist()) == set(range(c))
+    shards, _ = make_shards(digits, partition="cla", agents=4, seed=0)
+    assert [len(s) for s in shards] == [digits.num_train // 4] * 4
+
+
+def test_label_noise_only_listed_agents(digits):
+    shards, _ = make_shards(digits, partition="uni", agents=4, seed=0, label_noise=[0.0, 0.6])
+    y = digits.train_y.numpy()
+    assert np.array_equal(shards[0].labels, y[shards[0].indices])
+    wrong = (shards[1].labels != y[shards[1].indices]).mean()
+    assert 0.4 < wrong <= 0.6
+    for s in shards[2:]:
+        assert np.array_equal(s.labels, y[s.indices])
+    assert torch.equal(digits.train_y, torch.from_numpy(y))  # task untouched
+
+
+def test_make_shards_deterministic(digits):
+    a, va = make_shards(digits, partition="pow", agents=3, seed=5, val_size=50, label_noise=[0.2])
+    b, vb = make_shards(digits, partition="pow", agents=3, seed=5, val_size=50, label_noise=[0.2])
+    c, _ = make_shards(digits, partition="pow", agents=3, seed=6, val_size=50, label_noise=[0.2])
+    assert np.array_equal(va, vb)
+    assert all(np.array_equal(x.indices, y.indices) and np.array_equal(x.labels, y.labels)
+               for x, y in zip(a, b))
+    assert not np.array_equal(a[0].indices, c[0].indices)
+
+
+def test_make_shards_errors_name_field(digits):
+    n = digits.num_train
+    with pytest.raises(ValueError, match=rf"pool_size=5000.*{n - 10}"):
+        make_shards(digits, partition="uni", agents=5, seed=0, pool_size=5000, val_size=10)
+    with pytest.raises(ValueError, match=rf"val_size=9999.*{n}"):
+        make_shards(digits, partition="uni", agents=5, seed=0, val_size=9999)
+    with pytest.raises(ValueError, match="partition"):
+        make_shards(digits, partition="dirichlet", agents=5, seed=0)
+    with pytest.raises(ValueError, match="label_noise"):
+        make_shards(digits, partition="uni", agents=2, seed=0, label_noise=[0.1, 0.1, 0.1])
+
+
+def test_unknown_task_and_data_error_type():
+    with pytest.raises(ValueError, match="unknown data set"):
+        load_task("imagenet")
+    assert issubclass(DataError, ValueError)
