@@ -1,0 +1,64 @@
+"""The CGSV fair reward mechanism (Xu et al., NeurIPS 2021) as pure tensor functions.
+
+No process groups, no I/O: the runtime and the strategies call these.
+
+- :mod:`.valuation` — normalise, aggregate, value (ψ = cos(u_i, u_N)), importance r,
+  reward fractions q, entry counts k.
+- :mod:`.masks` — each agent's sparse reward: the top-k magnitudes of the aggregate.
+- :mod:`.codecs` — the reward's wire format (dense / index / bitmap, self-describing).
+"""
+
+from .codecs import (
+    ENCODINGS,
+    HEADER_BYTES,
+    RewardHeader,
+    choose_encoding,
+    decode,
+    decode_sparse,
+    encode,
+    encoded_size,
+    read_header,
+)
+from .masks import (
+    SCOPES,
+    dense_reward,
+    layer_top_k_rewards,
+    magnitude_order,
+    reward_masks,
+    top_k_rewards,
+)
+from .valuation import (
+    cgsv_approx,
+    global_k,
+    layer_k,
+    reward_fractions,
+    unit_scales,
+    update_importance,
+)
+
+__all__ = [
+    # valuation
+    "cgsv_approx",
+    "unit_scales",
+    "update_importance",
+    "reward_fractions",
+    "global_k",
+    "layer_k",
+    # masks
+    "SCOPES",
+    "magnitude_order",
+    "top_k_rewards",
+    "layer_top_k_rewards",
+    "reward_masks",
+    "dense_reward",
+    # codecs
+    "ENCODINGS",
+    "HEADER_BYTES",
+    "RewardHeader",
+    "encoded_size",
+    "choose_encoding",
+    "encode",
+    "decode",
+    "decode_sparse",
+    "read_header",
+]

@@ -1,0 +1,252 @@
+"""Wire format of a sparse reward: a self-describing 1-D ``torch.uint8`` payload.
+
+The server sends agent i only its reward v_i: k_i entries of the aggregate out of D. Which
+format is smallest depends on the density k/D, so three are offered and ``"auto"`` picks:
+
+- ``dense``:  all D values (best when nearly everything is kept);
+- ``index``:  k indices (int32, or int64 when D ≥ 2^31) followed by the k values (sparse);
+- ``bitmap``: a D-bit membership bitmap followed by the k values (in between).
+
+Layout (all multi-byte fields little-endian; HEADER_BYTES = 24)::
+
+    offset  size  field
+    0       4     magic b"FFRW"
+    4       1     format version (1)
+    5       1     encoding id: 0 dense, 1 index, 2 bitmap
+    6       1     value dtype code: 1 float32, 2 float64, 3 float16, 4 bfloat16
+    7       1     index width in bytes: 4 or 8 for "index", 0 otherwise
+    8       8     dim D (int64)
+    16      8     k, the number of entries the sender kept (int64)
+    24      ...   body
+                  dense:  D values
+                  index:  k indices (ascending), then their k values
+                  bitmap: ceil(D/8) bytes, then the k values in ascending index order.
+                          Entry j is bit (j mod 8) of byte j // 8, least significant bit
+                          first (numpy ``bitorder="little"``); padding bits are zero.
+
+The body is built from byte views of contiguous tensors (no per-entry Python, and indices are
+never cast through floating point), so encoding costs a few passes over k or D entries.
+A dense payload does not record which k entries were kept; ``decode_sparse`` returns its
+non-zero entries, while the header still carries the sender's k for accounting.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ENCODINGS",
+    "HEADER_BYTES",
+    "RewardHeader",
+    "encoded_size",
+    "choose_encoding",
+    "encode",
+    "decode",
+    "decode_sparse",
+    "read_header",
+]
+
+ENCODINGS = ("dense", "index", "bitmap")
+"""Concrete encodings, in the order ``choose_encoding`` prefers them on equal size."""
+
+MAGIC = b"FFRW"
+VERSION = 1
+_HEADER = struct.Struct("<4sBBBBqq")
+HEADER_BYTES = _HEADER.size  # 24
+
+_ENCODING_IDS = {name: i for i, name in enumerate(ENCODINGS)}
+_DTYPE_CODES = {torch.float32: 1, torch.float64: 2, torch.float16: 3, torch.bfloat16: 4}
+_DTYPES = {code: dtype for dtype, code in _DTYPE_CODES.items()}
+_INT32_LIMIT = 2**31
+
+
+class RewardHeader(NamedTuple):
+    """The decoded fixed-size header of a reward payload."""
+
+    encoding: str
+    value_dtype: torch.dtype
+    index_bytes: int
+    dim: int
+    k: int
+
+
+def _check_host() -> None:
+    if sys.byteorder != "little":  # byte views below assume the wire's byte order
+        raise NotImplementedError("fedfair's reward codecs assume a little-endian host")
+
+
+def _value_bytes(value_dtype: torch.dtype) -> int:
+    if value_dtype not in _DTYPE_CODES:
+        raise ValueError(f"unsupported reward value dtype {value_dtype}; expected one of {list(_DTYPE_CODES)}")
+    return torch.empty(0, dtype=value_dtype).element_size()
+
+
+def _index_bytes(dim: int) -> int:
+    """int32 indices suffice below 2^31 entries; beyond, int64."""
+    return 4 if dim < _INT32_LIMIT else 8
+
+
+def encoded_size(encoding: str, k: int, dim: int, value_dtype: torch.dtype = torch.float32) -> int:
+    """Exact byte length of ``encode(...)``'s payload for k kept entries out of dim, header included."""
+    if not 0 <= k <= dim:
+        raise ValueError(f"need 0 <= k <= dim, got k={k}, dim={dim}")
+    if encoding == "auto":
+        encoding = choose_encoding(k, dim, value_dtype)
+    value_bytes = _value_bytes(value_dtype)
+    if encoding == "dense":
+        return HEADER_BYTES + dim * value_bytes
+    if encoding == "index":
+        return HEADER_BYTES + k * (_index_bytes(dim) + value_bytes)
+    if encoding == "bitmap":
+        return HEADER_BYTES + math.ceil(dim / 8) + k * value_bytes
+    raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS} or 'auto'")
+
+
+def choose_encoding(k: int, dim: int, value_dtype: torch.dtype = torch.float32) -> str:
+    """The smallest encoding for (k, dim); on equal size prefer dense, then index, then bitmap."""
+    return min(ENCODINGS, key=lambda name: encoded_size(name, k, dim, value_dtype))
+
+
+def _bytes_of(t: Tensor) -> Tensor:
+    return t.contiguous().view(torch.uint8)
+
+
+def encode(indices: Tensor, values: Tensor, dim: int, encoding: str = "auto") -> Tensor:
+    """Serialise the sparse reward (ascending int64 ``indices``, ``values``) of a dim-vector."""
+    _check_host()
+    if indices.dtype != torch.int64 or indices.dim() != 1:
+        raise ValueError(f"indices must be a 1-D int64 tensor, got {indices.dtype} of shape {tuple(indices.shape)}")
+    if values.shape != indices.shape:
+        raise ValueError(f"values {tuple(values.shape)} must match indices {tuple(indices.shape)}")
+    k = indices.numel()
+    if not 0 <= k <= dim:
+        raise ValueError(f"need 0 <= k <= dim, got k={k}, dim={dim}")
+    if k and (int(indices[0]) < 0 or int(indices[-1]) >= dim or not bool((indices[1:] > indices[:-1]).all())):
+        raise ValueError(f"indices must be strictly ascending within [0, {dim})")
+    _value_bytes(values.dtype)  # validates the dtype
+    if encoding == "auto":
+        encoding = choose_encoding(k, dim, values.dtype)
+    if encoding not in _ENCODING_IDS:
+        raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS} or 'auto'")
+
+    index_bytes = _index_bytes(dim) if encoding == "index" else 0
+    header = _HEADER.pack(MAGIC, VERSION, _ENCODING_IDS[encoding], _DTYPE_CODES[values.dtype], index_bytes, dim, k)
+    parts = [torch.frombuffer(bytearray(header), dtype=torch.uint8)]
+    if encoding == "dense":
+        dense = torch.zeros(dim, dtype=values.dtype)
+        dense[indices] = values
+        parts.append(_bytes_of(dense))
+    elif encoding == "index":
+        wire_indices = indices.to(torch.int32) if index_bytes == 4 else indices
+        parts += [_bytes_of(wire_indices), _bytes_of(values)]
+    else:  # bitmap
+        members = torch.zeros(math.ceil(dim / 8) * 8, dtype=torch.bool)
+        members[indices] = True
+        packed = torch.from_numpy(np.packbits(members.numpy(), bitorder="little"))
+        parts += [packed, _bytes_of(values)]
+    payload = torch.cat(parts)
+    assert payload.numel() == encoded_size(encoding, k, dim, values.dtype)
+    return payload
+
+
+def read_header(payload: Tensor) -> RewardHeader:
+    """Parse and validate a payload's header against the payload's length."""
+    _check_host()
+    if payload.dtype != torch.uint8 or payload.dim() != 1:
+        raise ValueError(f"a reward payload is a 1-D uint8 tensor, got {payload.dtype} of shape {tuple(payload.shape)}")
+    if payload.numel() < HEADER_BYTES:
+        raise ValueError(f"malformed reward payload: {payload.numel()} bytes, shorter than the {HEADER_BYTES}-byte header")
+    magic, version, encoding_id, dtype_code, index_bytes, dim, k = _HEADER.unpack(
+        payload[:HEADER_BYTES].numpy().tobytes()
+    )
+    if magic != MAGIC:
+        raise ValueError(f"malformed reward payload: bad magic {magic!r}, expected {MAGIC!r}")
+    if version != VERSION:
+        raise ValueError(f"unsupported reward payload version {version}; this build reads version {VERSION}")
+    if encoding_id >= len(ENCODINGS):
+        raise ValueError(f"malformed reward payload: unknown encoding id {encoding_id}")
+    if dtype_code not in _DTYPES:
+        raise ValueError(f"malformed reward payload: unknown value dtype code {dtype_code}")
+    encoding = ENCODINGS[encoding_id]
+    if not 0 <= k <= dim:
+        raise ValueError(f"malformed reward payload: k={k} outside [0, dim={dim}]")
+    expected_index_bytes = _index_bytes(dim) if encoding == "index" else 0
+    if index_bytes != expected_index_bytes:
+        raise ValueError(
+            f"malformed reward payload: index width {index_bytes} bytes, expected {expected_index_bytes} "
+            f"for {encoding!r} with dim={dim}"
+        )
+    header = RewardHeader(encoding, _DTYPES[dtype_code], index_bytes, dim, k)
+    expected = encoded_size(encoding, k, dim, header.value_dtype)
+    if payload.numel() != expected:
+        raise ValueError(
+            f"malformed reward payload: {payload.numel()} bytes, but its header ({encoding}, dim={dim}, "
+            f"k={k}) implies exactly {expected}"
+        )
+    return header
+
+
+def _view_as(body: Tensor, dtype: torch.dtype) -> Tensor:
+    """Reinterpret a byte slice as ``dtype``, copying only if the slice is misaligned."""
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    if body.storage_offset() % itemsize or body.data_ptr() % itemsize:
+        body = body.clone()
+    return body.view(dtype)
+
+
+def _decode_body(payload: Tensor) -> tuple[RewardHeader, Tensor | None, Tensor | None, Tensor]:
+    """(header, indices or None, membership mask or None, values) of a validated payload."""
+    header = read_header(payload)
+    body = payload[HEADER_BYTES:]
+    if header.encoding == "dense":
+        return header, None, None, _view_as(body, header.value_dtype)
+    if header.encoding == "index":
+        split = header.k * header.index_bytes
+        wire_indices = _view_as(body[:split], torch.int32 if header.index_bytes == 4 else torch.int64)
+        indices = wire_indices.to(torch.int64)
+        if header.k and (
+            int(indices[0]) < 0
+            or int(indices[-1]) >= header.dim
+            or not bool((indices[1:] > indices[:-1]).all())
+        ):
+            raise ValueError(f"malformed reward payload: indices not strictly ascending within [0, {header.dim})")
+        return header, indices, None, _view_as(body[split:], header.value_dtype)
+    split = math.ceil(header.dim / 8)
+    bits = np.unpackbits(body[:split].numpy(), bitorder="little")
+    if bits[header.dim :].any():
+        raise ValueError("malformed reward payload: bitmap padding bits beyond dim are set")
+    members = torch.from_numpy(bits[: header.dim].view(np.bool_))
+    if int(members.sum()) != header.k:
+        raise ValueError(f"malformed reward payload: bitmap has {int(members.sum())} members, header says k={header.k}")
+    return header, None, members, _view_as(body[split:], header.value_dtype)
+
+
+def decode(payload: Tensor) -> Tensor:
+    """The reward as a dense dim-vector of the payload's value dtype (zeros off the support)."""
+    header, indices, members, values = _decode_body(payload)
+    if header.encoding == "dense":
+        return values.clone()
+    dense = torch.zeros(header.dim, dtype=header.value_dtype)
+    if indices is not None:
+        dense[indices] = values
+    else:
+        dense[members] = values
+    return dense
+
+
+def decode_sparse(payload: Tensor) -> tuple[Tensor, Tensor, int]:
+    """(ascending int64 indices, values, dim) of a payload; for "dense", its non-zero entries."""
+    header, indices, members, values = _decode_body(payload)
+    if header.encoding == "dense":
+        indices = values.nonzero().flatten()
+        return indices, values[indices], header.dim
+    if indices is None:
+        indices = members.nonzero().flatten()
+    return indices, values.clone(), header.dim

@@ -1,0 +1,161 @@
+"""Sparse rewards: each agent receives the largest-magnitude share of the aggregate u_N.
+
+Agent i with reward fraction q_i gets v_i = mask(u_N, q_i): exactly k_i entries of u_N, those
+of largest magnitude, and zeros elsewhere (the paper, eq. 5). Ties in magnitude are broken by
+the lower index, so the reward is a deterministic function of (u_N, k_i).
+
+Because all agents rank the SAME vector by the SAME key (−|u_N[j]|, j), agent i's kept set is
+a prefix of one shared order. One partial sort, up to k_max = max_i k_i, therefore serves
+every agent, and a more important agent's reward always contains a less important one's.
+
+A reward is returned as ``(indices, values)``: int64 indices in ascending order (the order the
+wire codecs and scatter-adds want) and the matching entries of u_N.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .valuation import global_k, layer_k
+
+__all__ = [
+    "magnitude_order",
+    "top_k_rewards",
+    "layer_top_k_rewards",
+    "reward_masks",
+    "dense_reward",
+    "SCOPES",
+]
+
+SCOPES = ("global", "layer")
+
+Reward = tuple[Tensor, Tensor]
+
+# Below k < dim / _SORT_PREFIX_BELOW, sorting an agent's k indices beats one pass over all dim
+# positions (measured: sorting int64 costs ~5x a compare-and-compact pass per element).
+_SORT_PREFIX_BELOW = 8
+
+
+def magnitude_order(x: Tensor, k: int) -> Tensor:
+    """Positions of the k largest |x| in order of the key (−|x_j|, j): a partial stable sort.
+
+    A top-k selection finds the k-th largest magnitude t. Everything strictly above t is in;
+    of the entries equal to t, the lowest-indexed fill the remaining places (this is where a
+    plain ``torch.topk`` would choose arbitrarily). The k candidates, laid out by ascending
+    index, are then stably sorted by descending magnitude.
+    """
+    dim = x.numel()
+    if not 0 <= k <= dim:
+        raise ValueError(f"k must lie in [0, {dim}], got {k}")
+    if k == 0:
+        return torch.empty(0, dtype=torch.int64, device=x.device)
+    magnitude = x.abs()
+    if k < dim:
+        threshold = torch.topk(magnitude, k, sorted=False).values.min()
+        above = (magnitude > threshold).nonzero().flatten()
+        tied = (magnitude == threshold).nonzero().flatten()[: k - above.numel()]
+        candidates = torch.cat([above, tied]).sort().values
+    else:
+        candidates = torch.arange(dim, device=x.device)
+    by_magnitude = torch.sort(magnitude[candidates], descending=True, stable=True).indices
+    return candidates[by_magnitude]
+
+
+def _prefix_index_sets(order: Tensor, ks: Sequence[int], dim: int) -> list[Tensor]:
+    """For each k, the first k positions of ``order`` in ascending index order.
+
+    Small prefixes are sorted directly; large ones are read off a rank vector with one
+    compare-and-compact pass over the dim positions, which keeps ascending order for free.
+    """
+    rank: Tensor | None = None
+    sets = []
+    for k in ks:
+        if k == 0:
+            sets.append(order[:0])
+        elif k * _SORT_PREFIX_BELOW < dim:
+            sets.append(order[:k].sort().values)
+        else:
+            if rank is None:
+                rank = torch.full((dim,), dim, dtype=torch.int64, device=order.device)
+                rank[order] = torch.arange(order.numel(), device=order.device)
+            sets.append((rank < k).nonzero().flatten())
+    return sets
+
+
+def _check_aggregate(aggregate: Tensor) -> None:
+    if aggregate.dim() != 1:
+        raise ValueError(f"the aggregate must be a flat D-vector, got shape {tuple(aggregate.shape)}")
+    if bool(torch.isnan(aggregate).any()):
+        raise ValueError("the aggregate contains NaN; magnitudes cannot be ranked")
+
+
+def top_k_rewards(aggregate: Tensor, k: Sequence[int]) -> list[Reward]:
+    """Agent i's reward: the k[i] largest-magnitude entries of the aggregate (ties: lower index).
+
+    One shared partial sort up to max(k); each agent's set is a prefix of that order.
+    Returns per agent ``(indices ascending int64, aggregate[indices])``.
+    """
+    _check_aggregate(aggregate)
+    dim = aggregate.numel()
+    ks = [int(ki) for ki in k]
+    bad = [ki for ki in ks if not 0 <= ki <= dim]
+    if bad:
+        raise ValueError(f"every k must lie in [0, {dim}], got {bad}")
+    order = magnitude_order(aggregate, max(ks, default=0))
+    sets = _prefix_index_sets(order, ks, dim)
+    return [(indices, aggregate[indices]) for indices in sets]
+
+
+def layer_top_k_rewards(aggregate: Tensor, layer_sizes: Sequence[int], q: Tensor) -> list[Reward]:
+    """The reference code's reward: each parameter tensor keeps its own top entries.
+
+    The aggregate is the concatenation of the model's flattened parameter tensors, of sizes
+    ``layer_sizes`` in order. In tensor l, agent i keeps ``layer_k(layer_sizes, q_i)[l]`` entries
+    (ceil(n_l·q_i), capped at n_l − 1). One partial sort per tensor serves all agents.
+    Indices are global (offset by the tensor's start) and ascending.
+    """
+    _check_aggregate(aggregate)
+    sizes = [int(n) for n in layer_sizes]
+    if any(n < 0 for n in sizes) or sum(sizes) != aggregate.numel():
+        raise ValueError(
+            f"layer_sizes must be non-negative and sum to the aggregate's length "
+            f"{aggregate.numel()}, got sum {sum(sizes)}"
+        )
+    ks_per_agent = [layer_k(sizes, qi) for qi in q.tolist()]
+    pieces: list[list[Tensor]] = [[] for _ in ks_per_agent]
+    start = 0
+    for layer, n in enumerate(sizes):
+        ks = [ks_i[layer] for ks_i in ks_per_agent]
+        segment = aggregate[start : start + n]
+        order = magnitude_order(segment, max(ks, default=0))
+        for agent, indices in enumerate(_prefix_index_sets(order, ks, n)):
+            pieces[agent].append(indices + start)
+        start += n
+    rewards = []
+    for agent_pieces in pieces:
+        indices = torch.cat(agent_pieces) if agent_pieces else torch.empty(0, dtype=torch.int64)
+        rewards.append((indices, aggregate[indices]))
+    return rewards
+
+
+def reward_masks(
+    aggregate: Tensor, q: Tensor, scope: str, layer_sizes: Sequence[int] | None = None
+) -> list[Reward]:
+    """Every agent's sparse reward for reward fractions q, under ``scope`` "global" or "layer"."""
+    if scope == "global":
+        return top_k_rewards(aggregate, global_k(aggregate.numel(), q))
+    if scope == "layer":
+        if layer_sizes is None:
+            raise ValueError('mask scope "layer" needs the layer_sizes of the flattened model')
+        return layer_top_k_rewards(aggregate, layer_sizes, q)
+    raise ValueError(f"unknown mask scope {scope!r}; expected one of {SCOPES}")
+
+
+def dense_reward(indices: Tensor, values: Tensor, dim: int) -> Tensor:
+    """The reward as a dense D-vector: ``values`` at ``indices``, zeros elsewhere."""
+    dense = torch.zeros(dim, dtype=values.dtype, device=values.device)
+    dense[indices] = values
+    return dense

@@ -1,0 +1,180 @@
+"""Valuation: the approximate cosine gradient Shapley value (CGSV) and what follows from it.
+
+One server round of the paper (Xu et al., NeurIPS 2021, Algorithm 1), as pure functions:
+
+1. every agent's upload Δw_i is rescaled to norm Γ:  u_i = Γ·Δw_i / (‖Δw_i‖₂ + ε);
+2. the server aggregates  u_N = Σ_i a_i u_i  with aggregation weights a_i;
+3. each agent is valued by  ψ_i = cos(u_i, u_N)            (:func:`cgsv_approx`);
+4. importance is a moving average  r ← α r + (1−α) ψ       (:func:`update_importance`);
+5. the reward fraction is  q_i = tanh(β r_i) / max_j tanh(β r_j)   (:func:`reward_fractions`);
+6. agent i is rewarded with the q_i largest-magnitude share of u_N  (:func:`global_k`,
+   :func:`layer_k` give the entry counts; :mod:`fedfair.mechanism.masks` picks the entries).
+
+The N×D matrix of uploads is the only large object. It is read three times (row norms,
+aggregate, cosines) and never copied: the rescaling Γ/‖Δw_i‖ is folded into the
+aggregation weights, so no normalised N×D copy is ever built.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "cgsv_approx",
+    "unit_scales",
+    "update_importance",
+    "reward_fractions",
+    "global_k",
+    "layer_k",
+]
+
+# Relative slack when rounding D·q to an integer: 0.3 * 10 is 3.0000000000000004 in float64
+# (and 3.0000001 from a float32 q), and must still give ceil(...) == 3, not 4. q usually
+# arrives as float32, so the slack is a few float32 ulps; it can move k by at most one entry.
+_ROUND_SLACK = 1e-6
+
+
+def _check_updates(updates: Tensor) -> Tensor:
+    """Row norms ‖Δw_i‖₂ (float64, N), refusing non-finite uploads by agent.
+
+    The norm pass doubles as the finiteness check: a NaN or inf anywhere in a row makes its
+    norm non-finite, so only those (rare) rows are inspected entry by entry. A finite row
+    whose float32 norm overflowed is recomputed in float64 instead of being refused.
+    """
+    if updates.dim() != 2:
+        raise ValueError(f"updates must be N×D (one flattened upload per agent), got shape {tuple(updates.shape)}")
+    if not updates.is_floating_point():
+        raise ValueError(f"updates must be floating point, got {updates.dtype}")
+    norms = torch.linalg.vector_norm(updates, dim=1).to(torch.float64)
+    suspicious = (~torch.isfinite(norms)).nonzero().flatten().tolist()
+    offending = []
+    for i in suspicious:
+        if bool(torch.isfinite(updates[i]).all()):
+            norms[i] = torch.linalg.vector_norm(updates[i].to(torch.float64))
+        else:
+            offending.append(i)
+    if offending:
+        raise ValueError(
+            f"non-finite values (NaN or inf) in the update of agent row(s) {offending}; "
+            "refusing to aggregate them"
+        )
+    return norms
+
+
+def _unit_scales_from_norms(norms: Tensor, grad_norm: float, eps: float) -> Tensor:
+    scales = grad_norm / (norms + eps)
+    return torch.where(norms > 0, scales, torch.zeros_like(scales))
+
+
+def unit_scales(updates: Tensor, grad_norm: float, eps: float = 1e-7) -> Tensor:
+    """Γ / (‖Δw_i‖₂ + ε) per agent (float64, N), and 0 for a zero upload.
+
+    Multiplying row i by this gives the normalised upload u_i; strategies fold it into their
+    own weights instead of materialising the normalised rows.
+    """
+    _check_grad_norm(grad_norm)
+    return _unit_scales_from_norms(_check_updates(updates), grad_norm, eps)
+
+
+def _check_grad_norm(grad_norm: float) -> None:
+    if not (math.isfinite(grad_norm) and grad_norm > 0):
+        raise ValueError(f"grad_norm Γ must be a positive finite number, got {grad_norm}")
+
+
+def cgsv_approx(
+    updates: Tensor, weights: Tensor, grad_norm: float, eps: float = 1e-7
+) -> tuple[Tensor, Tensor]:
+    """Aggregate u_N = Σ_i a_i u_i of the normalised uploads, and ψ_i = cos(u_i, u_N).
+
+    ``updates`` is N×D (raw uploads Δw_i), ``weights`` the aggregation weights a_i (N).
+    Returns ``(aggregate, psi)``: the aggregate in the dtype of ``updates``, ψ in float64.
+    ψ_i is 0 when agent i uploaded a zero vector or the aggregate is zero.
+
+    Since u_i is a positive multiple of Δw_i, cos(u_i, u_N) = ⟨Δw_i, u_N⟩ / (‖Δw_i‖ ‖u_N‖):
+    all N cosines come from ONE matrix-vector product with the raw uploads.
+    """
+    _check_grad_norm(grad_norm)
+    norms = _check_updates(updates)
+    n = updates.shape[0]
+    if weights.shape != (n,):
+        raise ValueError(f"weights must have shape ({n},) to match {n} agents, got {tuple(weights.shape)}")
+    if not bool(torch.isfinite(weights).all()):
+        raise ValueError(f"aggregation weights must be finite, got {weights.tolist()}")
+
+    coefficients = weights.to(torch.float64) * _unit_scales_from_norms(norms, grad_norm, eps)
+    aggregate = coefficients.to(updates.dtype) @ updates
+
+    aggregate_norm = float(torch.linalg.vector_norm(aggregate))
+    if not math.isfinite(aggregate_norm):  # float32 overflow of a finite vector
+        aggregate_norm = float(torch.linalg.vector_norm(aggregate.to(torch.float64)))
+    dots = (updates @ aggregate).to(torch.float64)
+    denominators = norms * aggregate_norm
+    psi = torch.where(
+        denominators > 0, dots / torch.where(denominators > 0, denominators, 1.0), torch.zeros_like(dots)
+    )
+    return aggregate, psi.clamp_(-1.0, 1.0)
+
+
+def update_importance(r: Tensor, psi: Tensor, alpha: float, r_min: float = 1e-3) -> Tensor:
+    """Importance coefficients: r ← α r + (1−α) ψ, clamped below at r_min, normalised to sum 1.
+
+    The moving average makes an agent's standing depend on its whole history, not one round;
+    the clamp (reference code) keeps every agent's reward non-empty and r a distribution.
+    Returns a new tensor.
+    """
+    if r.shape != psi.shape or r.dim() != 1:
+        raise ValueError(f"r and psi must be matching N-vectors, got {tuple(r.shape)} and {tuple(psi.shape)}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    if not r_min > 0:
+        raise ValueError(f"r_min must be positive so that r stays a distribution, got {r_min}")
+    moved = alpha * r + (1.0 - alpha) * psi.to(r.dtype)
+    clamped = moved.clamp_min(r_min)
+    return clamped / clamped.sum()
+
+
+def reward_fractions(r: Tensor, beta: float) -> Tensor:
+    """Reward fractions q_i = tanh(β r_i) / max_j tanh(β r_j) ∈ (0, 1].
+
+    β ≥ 1 is the altruism degree: larger β flattens q (more sharing), β = inf gives every
+    agent the full aggregate. The most important agent always gets exactly q = 1.
+    If every r_i is 0 (nothing known yet), all agents are treated alike: q = 1.
+    """
+    if math.isnan(beta) or beta < 1:
+        raise ValueError(f"altruism beta must be >= 1 (or math.inf for no sparsification), got {beta}")
+    if r.dim() != 1:
+        raise ValueError(f"r must be an N-vector, got shape {tuple(r.shape)}")
+    if math.isinf(beta):
+        return torch.ones_like(r)
+    scores = torch.tanh(beta * r.to(torch.float64))
+    top = scores.max()
+    if not top > 0:
+        return torch.ones_like(r)
+    return (scores / top).clamp_min_(0.0).to(r.dtype)
+
+
+def _rounded(x: float, ceil: bool) -> int:
+    """floor/ceil of x, treating values within rounding noise of an integer as that integer."""
+    nearest = round(x)
+    if abs(x - nearest) <= _ROUND_SLACK * max(1.0, abs(x)):
+        return int(nearest)
+    return math.ceil(x) if ceil else math.floor(x)
+
+
+def global_k(dim: int, q: Tensor) -> list[int]:
+    """Entries kept per agent under the paper's global mask (eq. 5): k_i = floor(D·q_i) ∈ [0, D]."""
+    return [min(dim, max(0, _rounded(dim * float(qi), ceil=False))) for qi in q.tolist()]
+
+
+def layer_k(layer_sizes: Sequence[int], q_i: float) -> list[int]:
+    """Entries kept per parameter tensor under the reference code's mask: min(ceil(n_l·q), n_l − 1).
+
+    The cap means no tensor is ever handed over whole, not even to the top agent (q = 1);
+    a one-entry tensor (e.g. a scalar bias) is therefore never shared.
+    """
+    q = float(q_i)
+    return [max(0, min(_rounded(n * q, ceil=True), n - 1)) for n in layer_sizes]
