@@ -35,6 +35,7 @@ def load_task(
     and how to get it.
     """
     key = canonical_name(name)
+    data_dir = data_dir or None  # "" in a config means "the default places"
     if key == "digits":
         from .images import load_digits_task
 
