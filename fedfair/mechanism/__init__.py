@@ -5,6 +5,8 @@ No process groups, no I/O: the runtime and the strategies call these.
 - :mod:`.valuation` — normalise, aggregate, value (ψ = cos(u_i, u_N)), importance r,
   reward fractions q, entry counts k.
 - :mod:`.masks` — each agent's sparse reward: the top-k magnitudes of the aggregate.
+- :mod:`.shapley` — exact and sampled Shapley values of the CGSV game (to audit ψ) and of
+  generic games (for other methods).
 - :mod:`.codecs` — the reward's wire format (dense / index / bitmap, self-describing).
 """
 
@@ -26,6 +28,15 @@ from .masks import (
     magnitude_order,
     reward_masks,
     top_k_rewards,
+)
+from .shapley import (
+    MAX_EXACT_AGENTS,
+    exact_cgsv,
+    exact_shapley,
+    normalised_error,
+    permutations_for,
+    sampled_cgsv,
+    sampled_shapley,
 )
 from .valuation import (
     cgsv_approx,
@@ -51,6 +62,14 @@ __all__ = [
     "layer_top_k_rewards",
     "reward_masks",
     "dense_reward",
+    # shapley
+    "MAX_EXACT_AGENTS",
+    "exact_cgsv",
+    "sampled_cgsv",
+    "permutations_for",
+    "exact_shapley",
+    "sampled_shapley",
+    "normalised_error",
     # codecs
     "ENCODINGS",
     "HEADER_BYTES",
