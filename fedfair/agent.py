@@ -1,0 +1,108 @@
+"""The agent's round loop (the spec's "One round, agent i").
+
+1. Remember w_before, train locally on the own shard.
+2. Upload dw = w_after - w_before, then restore w = w_before: the agent keeps nothing of its
+   own update, it only gets what the server hands back.
+3. Receive its own reward v_i and set w <- w + v_i.
+Then, on evaluation rounds, evaluate the own model on the common test set and send the
+server a few scalars (never the model).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from .config import Config
+from .mechanism import decode
+from .strategies import Strategy
+from .training import LocalTrainer, evaluate, flatten_parameters
+from .transport import AgentTransport
+
+STATS_FIELDS = ("train_s", "train_loss", "local_acc", "local_loss", "test_acc", "test_loss", "shard_loss",
+                "bytes_recv")
+
+
+def is_eval_round(cfg: Config, round: int) -> bool:
+    return round % cfg.run.eval_every == 0 or round == cfg.run.rounds
+
+
+class Agent:
+    def __init__(self, cfg: Config, index: int, task, shard, model: torch.nn.Module, strategy: Strategy,
+                 transport: AgentTransport | None) -> None:
+        self.cfg = cfg
+        self.index = index  # 1..N
+        self.task = task
+        self.model = model
+        self.w = flatten_parameters(model)
+        self.strategy = strategy
+        self.transport = transport
+        self.generator = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + index)
+        self.trainer = LocalTrainer(model, task, shard.indices, shard.labels, cfg.train, self.generator)
+        behaviours = cfg.mechanism.behaviours
+        self.behaviour = behaviours[index - 1] if index - 1 < len(behaviours) else "honest"
+        self.last_reward = torch.zeros_like(self.w)
+
+    def disguise(self, delta: torch.Tensor) -> torch.Tensor:
+        """What a (possibly dishonest) agent uploads instead of its true update, for experiments."""
+        b = self.behaviour
+        if b == "honest":
+            return delta
+        if b == "free_rider":  # random noise with the norm an honest update would have
+            noise = torch.randn(delta.shape, generator=self.generator, dtype=delta.dtype)
+            return noise * (delta.norm() / (noise.norm() + 1e-12))
+        if b == "sign_flipper":
+            return -delta
+        if b == "scaled":
+            return delta * 1e4
+        if b == "replayer":
+            return self.last_reward.clone()
+        if b == "nan":
+            return torch.full_like(delta, math.nan)
+        raise ValueError(f"unknown behaviour {b!r}")
+
+    def round(self, t: int) -> None:
+        cfg, nan = self.cfg, math.nan
+        evaluate_now = is_eval_round(cfg, t)
+        extras = self.strategy.agent_extras(self.trainer.shard_loss) if self.strategy.communicates else []
+        w_before = self.w.clone()
+        t0 = time.perf_counter()
+        train_loss = self.trainer.train_round(t)
+        train_s = time.perf_counter() - t0
+        delta = self.w - w_before
+        local_loss, local_acc = evaluate(self.model, self.task, "test") if evaluate_now else (nan, nan)
+        if self.strategy.communicates:
+            upload = self.disguise(delta)
+            self.w.copy_(w_before)
+            row = torch.cat([upload.to(torch.float32), torch.tensor(extras, dtype=torch.float32)])
+            self.transport.send_upload(row)
+            reward = decode(self.transport.receive_reward()).to(self.w.dtype)
+            self.w.add_(reward)
+            if self.behaviour == "replayer":
+                self.last_reward = reward
+        else:
+            self.w.copy_(self.strategy.local_apply(w_before, delta))
+        test_loss, test_acc = evaluate(self.model, self.task, "test") if evaluate_now else (nan, nan)
+        shard_loss = self.trainer.shard_loss() if evaluate_now else nan
+        received = self.transport.received if self.transport is not None else 0
+        stats = [train_s, train_loss, local_acc, local_loss, test_acc, test_loss, shard_loss, float(received)]
+        if self.transport is not None:
+            self.transport.send_stats(torch.tensor(stats, dtype=torch.float64))
+        return stats
+
+    def run(self, start_round: int = 1) -> None:
+        for t in range(start_round, self.cfg.run.rounds + 1):
+            self.round(t)
+
+    def state_dict(self) -> dict:
+        return {"w": self.w.clone(), "optimizer": self.trainer.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "last_reward": self.last_reward.clone(),
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.w.copy_(state["w"])
+        self.trainer.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.last_reward = state["last_reward"].clone()
+        torch.set_rng_state(state["torch_rng"])

@@ -1,0 +1,327 @@
+"""Typed run configuration: TOML files, dotted ``key=value`` overrides, validation.
+
+Every field has a default and a docstring (the string literal under it). Validation happens in
+``__post_init__`` so that a bad value stops the job before any process group exists, with one
+line naming the field, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+METHODS = ("cgsv", "standalone", "fedavg", "dw", "eu", "rr", "qffl", "cffl", "eci")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5")
+PARTITIONS = ("uni", "pow", "cla")
+BEHAVIOURS = ("honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration: the message names the field, the value and what is allowed."""
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name} = {value!r} is invalid: {allowed}")
+
+
+@dataclass
+class RunConfig:
+    name: str = "default"
+    """Run name; outputs go to ``<out_dir>/<name>/``."""
+    seed: int = 0
+    """Seed for model initialisation, partitions and batch order (same on every rank)."""
+    rounds: int = 30
+    """Number of communication rounds T."""
+    out_dir: str = "logs"
+    """Folder that holds the run folders."""
+    eval_every: int = 5
+    """Evaluate every agent's and the server's model every this many rounds (and always at the end)."""
+    checkpoint_every: int = 0
+    """Write a checkpoint every this many rounds (0 = never)."""
+    resume: bool = False
+    """Restart from the last checkpoint in the run folder, if there is one."""
+    progress: bool = True
+    """Show a progress bar on the server."""
+    threads: int = 1
+    """torch intra-op threads per rank (ranks share the machine's cores)."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name) and "/" not in self.name, "run.name", self.name, "a non-empty name without '/'")
+        _check(self.rounds >= 1, "run.rounds", self.rounds, "must be >= 1")
+        _check(self.eval_every >= 1, "run.eval_every", self.eval_every, "must be >= 1")
+        _check(self.checkpoint_every >= 0, "run.checkpoint_every", self.checkpoint_every, "must be >= 0")
+        _check(self.threads >= 1, "run.threads", self.threads, "must be >= 1")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"
+    """One of digits, mnist, fashion_mnist, cifar10, mr, sst5."""
+    data_dir: str = ""
+    """Where the data files are ("" = the data set's default places)."""
+    partition: str = "cla"
+    """How the pool is split among agents: uni, pow or cla (see the spec)."""
+    agents: int = 5
+    """Number of agents N; the job's world size must be N + 1."""
+    pool_size: int = 0
+    """Samples split among agents for uni/pow (0 = the data set's default)."""
+    shard_size: int = 0
+    """CLA samples per agent S (0 = the data set's default)."""
+    label_noise: list[float] = field(default_factory=list)
+    """Per-agent fraction of labels replaced by random classes (missing entries = 0)."""
+    val_size: int = 0
+    """Held-out validation samples no agent owns (used by CFFL and ECI)."""
+    test_fraction: float = 0.2
+    """Stratified test fraction for data sets without a test split."""
+
+    def __post_init__(self) -> None:
+        _check(self.dataset in DATASETS, "data.dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+        _check(self.partition in PARTITIONS, "data.partition", self.partition, f"one of {', '.join(PARTITIONS)}")
+        _check(self.agents >= 1, "data.agents", self.agents, "must be >= 1")
+        _check(self.pool_size >= 0, "data.pool_size", self.pool_size, "must be >= 0")
+        _check(self.shard_size >= 0, "data.shard_size", self.shard_size, "must be >= 0")
+        _check(self.val_size >= 0, "data.val_size", self.val_size, "must be >= 0")
+        _check(0.0 < self.test_fraction < 1.0, "data.test_fraction", self.test_fraction, "must be in (0, 1)")
+        _check(len(self.label_noise) <= self.agents, "data.label_noise", self.label_noise,
+               f"at most one fraction per agent ({self.agents})")
+        for p in self.label_noise:
+            _check(0.0 <= p <= 1.0, "data.label_noise", self.label_noise, "fractions must be in [0, 1]")
+
+
+@dataclass
+class TrainConfig:
+    model: str = ""
+    """Model name (digits_cnn, mnist_cnn, cifar_cnn, text_cnn; "" = the data set's default)."""
+    batch_size: int = 32
+    """Mini-batch size B."""
+    lr: float = 0.15
+    """Initial learning rate eta."""
+    lr_decay: float = 0.977
+    """Learning rate multiplied by this once per round (exponential schedule gamma)."""
+    optimizer: str = "sgd"
+    """sgd or adam; state persists across rounds."""
+    local_steps: int = 3
+    """Mini-batch steps per round (used when local_epochs = 0)."""
+    local_epochs: int = 0
+    """Full passes over the shard per round (0 = use local_steps)."""
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be >= 1")
+        _check(self.lr > 0 and math.isfinite(self.lr), "train.lr", self.lr, "must be a finite number > 0")
+        _check(0 < self.lr_decay <= 1, "train.lr_decay", self.lr_decay, "must be in (0, 1]")
+        _check(self.optimizer in ("sgd", "adam"), "train.optimizer", self.optimizer, "sgd or adam")
+        _check(self.local_steps >= 0, "train.local_steps", self.local_steps, "must be >= 0")
+        _check(self.local_epochs >= 0, "train.local_epochs", self.local_epochs, "must be >= 0")
+        _check(self.local_steps > 0 or self.local_epochs > 0, "train.local_steps", self.local_steps,
+               "local_steps or local_epochs must be > 0")
+
+
+@dataclass
+class MechanismConfig:
+    method: str = "cgsv"
+    """Reward method: cgsv (the paper) or a baseline: standalone, fedavg, dw, eu, rr, qffl, cffl, eci."""
+    alpha: float = 0.95
+    """Moving-average weight of the old importance coefficients, in [0, 1)."""
+    beta: float = 1.0
+    """Altruism degree beta >= 1; inf = no sparsification (every agent gets the full aggregate)."""
+    grad_norm: float = 0.5
+    """Gamma: every upload is rescaled to this L2 norm before aggregation."""
+    mask_scope: str = "layer"
+    """Top-k scope of rewards: layer (reference code, per parameter tensor) or global (paper eq. 5)."""
+    r_min: float = 1e-3
+    """Lower clamp of the importance coefficients before renormalising (reference code)."""
+    standalone_step: str = "gamma"
+    """Standalone baseline: gamma (apply Gamma * dw/|dw|, the paper's numbers) or sgd (keep the local model)."""
+    qffl_q: float = 1.0
+    """q of q-FFL (q-FedAvg)."""
+    cffl_threshold: float = 0.0
+    """CFFL reputation threshold (0 = 1/(3N))."""
+    cffl_alpha: float = 5.0
+    """CFFL sharpening: reputations pass through sinh(alpha * rep)."""
+    eci_permutations: int = 50
+    """ECI permutation samples per round when N > 8 (exact Shapley below)."""
+    behaviours: list[str] = field(default_factory=list)
+    """Per-agent behaviour for experiments: honest, free_rider, sign_flipper, scaled, replayer, nan."""
+
+    def __post_init__(self) -> None:
+        _check(self.method in METHODS, "mechanism.method", self.method, f"one of {', '.join(METHODS)}")
+        _check(0.0 <= self.alpha < 1.0, "mechanism.alpha", self.alpha, "must be in [0, 1)")
+        _check(self.beta >= 1.0, "mechanism.beta", self.beta, "must be >= 1 (inf = no sparsification)")
+        _check(self.grad_norm > 0 and math.isfinite(self.grad_norm), "mechanism.grad_norm", self.grad_norm,
+               "must be a finite number > 0")
+        _check(self.mask_scope in ("layer", "global"), "mechanism.mask_scope", self.mask_scope, "layer or global")
+        _check(0.0 <= self.r_min < 1.0, "mechanism.r_min", self.r_min, "must be in [0, 1)")
+        _check(self.standalone_step in ("gamma", "sgd"), "mechanism.standalone_step", self.standalone_step,
+               "gamma or sgd")
+        _check(self.qffl_q >= 0, "mechanism.qffl_q", self.qffl_q, "must be >= 0")
+        _check(self.cffl_threshold >= 0, "mechanism.cffl_threshold", self.cffl_threshold, "must be >= 0")
+        _check(self.cffl_alpha > 0, "mechanism.cffl_alpha", self.cffl_alpha, "must be > 0")
+        _check(self.eci_permutations >= 1, "mechanism.eci_permutations", self.eci_permutations, "must be >= 1")
+        for b in self.behaviours:
+            _check(b in BEHAVIOURS, "mechanism.behaviours", self.behaviours, f"entries must be one of {', '.join(BEHAVIOURS)}")
+
+
+@dataclass
+class CommConfig:
+    backend: str = "auto"
+    """auto (NCCL when every rank has its own CUDA device, else gloo), gloo or nccl."""
+    timeout_s: float = 120.0
+    """Timeout of every collective and point-to-point operation; a silent rank is reported after this."""
+    encoding: str = "auto"
+    """Reward wire encoding: auto (smallest per message), dense, index or bitmap."""
+
+    def __post_init__(self) -> None:
+        _check(self.backend in ("auto", "gloo", "nccl"), "comm.backend", self.backend, "auto, gloo or nccl")
+        _check(self.timeout_s > 0, "comm.timeout_s", self.timeout_s, "must be > 0")
+        _check(self.encoding in ("auto", "dense", "index", "bitmap"), "comm.encoding", self.encoding,
+               "auto, dense, index or bitmap")
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mechanism: MechanismConfig = field(default_factory=MechanismConfig)
+    comm: CommConfig = field(default_factory=CommConfig)
+
+    def __post_init__(self) -> None:
+        n = self.data.agents
+        _check(len(self.mechanism.behaviours) <= n, "mechanism.behaviours", self.mechanism.behaviours,
+               f"at most one behaviour per agent ({n})")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.out_dir) / self.run.name
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
+
+
+@dataclass(frozen=True)
+class _Override:
+    """A command-line value, typed only once the field it sets is known (so run.name=inf stays a string)."""
+    text: str
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Check a TOML value against a field's type hint; ints are accepted where floats are."""
+    if isinstance(value, _Override):
+        value = value.text if hint is str else _parse_value(value.text)
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{name} = {value!r} is invalid: expected a list")
+        return [_coerce(name, v, item) for v in value]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} = {value!r} is invalid: expected true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} = {value!r} is invalid: expected an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} = {value!r} is invalid: expected a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} = {value!r} is invalid: expected a string")
+        return value
+    raise ConfigError(f"{name}: unsupported type {hint}")  # pragma: no cover - schema bug
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """Build a validated Config from nested dicts; unknown sections or keys are errors."""
+    sections: dict[str, Any] = {}
+    for sec, values in raw.items():
+        if sec not in SECTIONS:
+            raise ConfigError(f"unknown config section [{sec}]: expected one of {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{sec}] must be a table of keys")
+        cls = SECTIONS[sec]
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in values.items():
+            if key not in hints:
+                raise ConfigError(f"unknown config key {sec}.{key}: [{sec}] has {', '.join(hints)}")
+            kwargs[key] = _coerce(f"{sec}.{key}", value, hints[key])
+        sections[sec] = cls(**kwargs)
+    return Config(**sections)
+
+
+def _parse_value(text: str) -> Any:
+    """A command-line value is read as a TOML value (numbers, true/false, inf, lists), else as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to a nested dict (a copy)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is invalid: expected section.key=value")
+        key, text = item.split("=", 1)
+        if key.count(".") != 1:
+            raise ConfigError(f"override key {key!r} is invalid: expected section.key (e.g. mechanism.beta)")
+        sec, name = key.split(".")
+        out.setdefault(sec, {})
+        if not isinstance(out[sec], dict):
+            raise ConfigError(f"override {key!r}: [{sec}] is not a table")
+        out[sec][name] = _Override(text)
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a TOML file (or the defaults when path is None), apply overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} not found")
+        try:
+            raw = tomllib.loads(p.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    return from_dict(apply_overrides(raw, overrides or []))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if math.isnan(v):
+            return "nan"
+        return repr(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def to_toml(cfg: Config) -> str:
+    """The resolved config as TOML (round-trips through load_config)."""
+    lines = []
+    for sec, values in cfg.to_dict().items():
+        lines.append(f"[{sec}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    return "\n".join(lines)

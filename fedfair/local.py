@@ -1,0 +1,84 @@
+"""Run a whole job on this machine without torchrun: one process per rank, a FileStore, no ports.
+
+Used by the test suite (torchrun costs seconds of start-up per launch and needs a port) and
+handy in notebooks. ``torchrun`` remains the way to run real jobs.
+"""
+from __future__ import annotations
+
+import os
+import queue as _queue
+import tempfile
+import time
+import traceback
+from typing import Any
+
+import torch.multiprocessing as mp
+
+from .config import Config
+
+
+def _portable(x: Any) -> Any:
+    """Tensors become numpy arrays: torch's queue pickling shares memory that dies with the worker."""
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    if isinstance(x, dict):
+        return {k: _portable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_portable(v) for v in x)
+    return x
+
+
+def _worker(cfg: Config, rank: int, world_size: int, store_path: str, queue) -> None:
+    import torch.distributed as dist
+
+    from .run import run_rank
+
+    try:
+        store = dist.FileStore(store_path, world_size)
+        queue.put((rank, "ok", _portable(run_rank(cfg, rank, world_size, store=store))))
+    except BaseException as e:  # report, never hang the parent
+        queue.put((rank, "error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+
+
+def run_local(cfg: Config, world_size: int | None = None, timeout_s: float = 600.0) -> list[Any]:
+    """Run every rank as a local process; returns each rank's result (see ``run_rank``), tensors as numpy."""
+    world_size = world_size or cfg.data.agents + 1
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    with tempfile.TemporaryDirectory(prefix="fedfair-store-") as tmp:
+        store_path = os.path.join(tmp, "store")
+        procs = [ctx.Process(target=_worker, args=(cfg, r, world_size, store_path, queue), daemon=True)
+                 for r in range(world_size)]
+        for p in procs:
+            p.start()
+        results: list[Any] = [None] * world_size
+        errors: list[tuple[int, str]] = []
+        deadline = time.monotonic() + timeout_s
+        pending = world_size
+        try:
+            while pending and time.monotonic() < deadline:
+                try:  # read before joining: a large result blocks its sender until it is read
+                    rank, status, value = queue.get(timeout=1.0)
+                except _queue.Empty:
+                    if all(not p.is_alive() for p in procs) and queue.empty():
+                        break
+                    continue
+                pending -= 1
+                if status == "ok":
+                    results[rank] = value
+                else:
+                    errors.append((rank, value))
+        finally:
+            for p in procs:
+                p.join(5.0)
+                if p.is_alive():
+                    p.kill()
+        if errors:
+            rank, msg = sorted(errors)[0]
+            raise RuntimeError(f"rank {rank} failed: {msg}")
+        missing = [r for r, v in enumerate(results) if v is None]
+        if missing:
+            raise RuntimeError(f"ranks {missing} returned nothing (exit codes {[p.exitcode for p in procs]})")
+        return results

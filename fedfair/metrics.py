@@ -1,0 +1,19 @@
+"""Fairness and performance metrics (the paper's Sec. 4)."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+def pearson100(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """100 x Pearson correlation; None (never 0) when undefined: zero variance or non-finite input."""
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.size != b.size or a.size < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return None
+    da, db = a - a.mean(), b - b.mean()
+    sa, sb = math.sqrt(float(da @ da)), math.sqrt(float(db @ db))
+    if sa <= 1e-12 * max(1.0, float(np.abs(a).max())) or sb <= 1e-12 * max(1.0, float(np.abs(b).max())):
+        return None
+    return 100.0 * float(da @ db) / (sa * sb)

@@ -1,0 +1,186 @@
+"""Entry point that torchrun starts: ``python -m fedfair.run --config FILE [section.key=value ...]``.
+
+Rank 0 is the server, ranks 1..N are agents 1..N. Everything that can be wrong with the
+input (config, world size, data files) is checked on every rank *before* the process group
+exists, so a bad job stops at once with one line instead of a hung rendezvous.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .config import Config, ConfigError, load_config
+
+
+class SetupError(ValueError):
+    """Bad input found before training (world size, data): one clear line for the user."""
+
+
+@dataclass
+class Setup:
+    """What every rank derives identically from the config and seed."""
+    task: Any
+    shards: list
+    val_indices: np.ndarray
+    model_name: str
+
+
+def prepare(cfg: Config) -> Setup:
+    """Load the data set, cut the agents' shards, name the model; same result on every rank."""
+    from .data import load_task, make_shards
+    from .models import default_model_for
+
+    task = load_task(cfg.data.dataset, cfg.data.data_dir or None, seed=cfg.run.seed,
+                     test_fraction=cfg.data.test_fraction)
+    shards, val = make_shards(task, partition=cfg.data.partition, agents=cfg.data.agents, seed=cfg.run.seed,
+                              pool_size=cfg.data.pool_size or None, shard_size=cfg.data.shard_size or None,
+                              label_noise=cfg.data.label_noise, val_size=cfg.data.val_size)
+    return Setup(task, shards, val, cfg.train.model or default_model_for(cfg.data.dataset))
+
+
+def build_model(cfg: Config, setup: Setup) -> torch.nn.Module:
+    """The common initial model w_0: identical on every rank because the seed is."""
+    from .models import build_model as build
+
+    torch.manual_seed(cfg.run.seed)
+    return build(setup.model_name, setup.task)
+
+
+def check_world_size(cfg: Config, world_size: int) -> None:
+    n = cfg.data.agents
+    if world_size != n + 1:
+        raise SetupError(f"world size {world_size} does not fit data.agents = {n}: a run needs N + 1 = {n + 1} "
+                         f"ranks (rank 0 = server), e.g. torchrun --nproc_per_node {n + 1} -m fedfair.run ...")
+
+
+def choose_backend(cfg: Config) -> str:
+    if cfg.comm.backend != "auto":
+        return cfg.comm.backend
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if torch.cuda.is_available() and torch.cuda.device_count() >= local_world:
+        return "nccl"
+    return "gloo"
+
+
+def elastic_store(world_size: int, rank: int, timeout: timedelta) -> dist.Store:
+    """torchrun's store, under a prefix fresh for every restart.
+
+    torch 2.13 reuses the agent's TCPStore across ``--max-restarts`` without a per-attempt
+    prefix, so a restarted gloo group would read the dead attempt's keys and fail to rejoin.
+    """
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    base = dist.TCPStore(host, port, world_size, is_master=(rank == 0 and not agent_store), timeout=timeout)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"fedfair/attempt_{attempt}", base)
+
+
+def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None = None,
+             setup: Setup | None = None) -> dict[str, Any]:
+    """Run one rank of the job to the end.
+
+    Returns, on the server: the summary, the final server model ``w`` and the server's copy of
+    every agent's model; on an agent: its final model ``w`` and the bytes it received.
+    """
+    from .agent import Agent
+    from .logs import RunLog
+    from .server import Server, agent_table
+    from .strategies import ServerContext, build_strategy
+    from .training import layer_sizes
+    from .transport import AgentTransport, ServerTransport
+    from .agent import STATS_FIELDS
+
+    check_world_size(cfg, world_size)
+    torch.set_num_threads(cfg.run.threads)
+    setup = setup or prepare(cfg)
+    model = build_model(cfg, setup)
+    sizes = layer_sizes(model)
+    dim = sum(sizes)
+    timeout = timedelta(seconds=cfg.comm.timeout_s)
+    backend = choose_backend(cfg)
+    if store is None:
+        store = elastic_store(world_size, rank, timeout)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
+    try:
+        ctx = ServerContext(agents=cfg.data.agents, dim=dim, layer_sizes=sizes,
+                            shard_sizes=[len(s.indices) for s in setup.shards])
+        strategy = build_strategy(cfg, ctx)
+        if rank == 0:
+            if strategy.needs_validation:
+                ctx.validation_accuracy = _validation_accuracy(cfg, setup)
+            log = RunLog(cfg)
+            transport = ServerTransport(cfg.data.agents, dim + strategy.extras, len(STATS_FIELDS),
+                                        torch.device("cpu"))
+            server = Server(cfg, setup.task, model, strategy, transport, log)
+            summary = server.run()
+            log.close()
+            print(agent_table(summary), flush=True)
+            return {"summary": summary, "w": server.w.clone(), "agent_models": server.agent_models}
+        torch.manual_seed(cfg.run.seed * 7919 + rank)  # dropout and other global-RNG use, distinct per agent
+        agent = Agent(cfg, rank, setup.task, setup.shards[rank - 1], model, strategy, AgentTransport())
+        agent.run()
+        return {"w": agent.w.clone(), "received": agent.transport.received}
+    finally:
+        dist.destroy_process_group()
+
+
+def _validation_accuracy(cfg: Config, setup: Setup):
+    """Accuracy of a flat model on the held-out validation slice (for cffl and eci)."""
+    from .training import evaluate, flatten_parameters
+
+    if len(setup.val_indices) == 0:
+        raise SetupError(f"mechanism.method = {cfg.mechanism.method!r} needs a validation set: set data.val_size > 0")
+    probe = build_model(cfg, setup)
+    flat = flatten_parameters(probe)
+    labels = setup.task.train_y[torch.as_tensor(setup.val_indices)]
+
+    def accuracy(w: torch.Tensor) -> float:
+        flat.copy_(w)
+        return evaluate(probe, setup.task, "train", setup.val_indices, labels)[1]
+
+    return accuracy
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m fedfair.run", description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=None, help="TOML config file (default: built-in defaults)")
+    p.add_argument("--world-size", action="store_true",
+                   help="validate the config and data, print N + 1 and exit (used by launch/local.sh)")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. mechanism.beta=1.5")
+    return p.parse_args(argv)
+
+
+def fail(message: str, rank: int = 0) -> None:
+    if rank == 0:
+        print(f"fedfair: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    try:
+        cfg = load_config(args.config, args.overrides)
+        if args.world_size:
+            prepare(cfg)
+            print(cfg.data.agents + 1)
+            return
+        check_world_size(cfg, world_size)
+        setup = prepare(cfg)
+    except (ConfigError, SetupError, ValueError, FileNotFoundError) as e:
+        fail(str(e), rank)
+        return
+    run_rank(cfg, rank, world_size, setup=setup)
+
+
+if __name__ == "__main__":
+    main()

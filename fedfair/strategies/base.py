@@ -1,0 +1,96 @@
+"""The one interface every reward method implements.
+
+The round loop is written once (``fedfair.server`` and ``fedfair.agent``); a strategy only
+decides, from the round's uploads, how the server model moves and what each agent receives.
+A reward is always a *delta* added to the agent's own model, so sparse rewards (cgsv, dw, eu,
+cffl, eci) and model replacement (fedavg, rr, qffl: delta = new model - the agent's model) go
+through the same wire format and the same byte ledger.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+import torch
+
+from ..config import Config
+
+
+@dataclass
+class Reward:
+    """What agent i downloads: values at ascending indices (indices None = a dense D-vector)."""
+    indices: torch.Tensor | None
+    values: torch.Tensor
+
+    def density(self, dim: int) -> float:
+        return 1.0 if self.indices is None else self.indices.numel() / dim
+
+
+@dataclass
+class RoundInput:
+    """Everything the server knows at the end of round t's upload phase."""
+    round: int
+    updates: torch.Tensor          # N x D raw uploads (rows of rejected uploads are zero)
+    extras: torch.Tensor           # N x E extra scalars per upload (Strategy.extras)
+    valid: torch.Tensor            # N bool: False for uploads rejected as non-finite
+    server_model: torch.Tensor     # D, the server's w before this round
+    agent_models: torch.Tensor     # N x D, the server's exact copy of each agent's model
+    lr: float                      # this round's learning rate
+
+
+@dataclass
+class ServerStep:
+    """A strategy's decision for one round."""
+    server_delta: torch.Tensor | None   # w <- w + server_delta (None: w unchanged)
+    rewards: list[Reward]
+    psi: torch.Tensor | None = None     # per-agent round value (method-specific), logged
+    r: torch.Tensor | None = None       # per-agent importance / reputation, logged
+    q: torch.Tensor | None = None       # per-agent reward fraction, logged
+
+
+@dataclass
+class ServerContext:
+    """Static facts a strategy may use."""
+    agents: int
+    dim: int
+    layer_sizes: list[int]
+    shard_sizes: list[int]
+    validation_accuracy: Callable[[torch.Tensor], float] | None = None  # flat model -> accuracy (cffl, eci)
+    generator: torch.Generator = field(default_factory=torch.Generator)
+
+
+class Strategy(ABC):
+    """A reward method. Built on every rank; server_step runs on the server only."""
+
+    name: ClassVar[str]
+    communicates: ClassVar[bool] = True
+    """False for standalone: no uploads, no rewards."""
+    extras: ClassVar[int] = 0
+    """Extra float scalars each agent appends to its upload (e.g. q-FFL's loss F_k)."""
+    needs_validation: ClassVar[bool] = False
+    """True when the server needs a held-out validation set (cffl, eci)."""
+
+    def __init__(self, cfg: Config, ctx: ServerContext) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+
+    @abstractmethod
+    def server_step(self, inp: RoundInput) -> ServerStep:
+        """Value the uploads, move the server model, decide each agent's reward."""
+
+    # --- agent-side hooks (defaults: an honest agent of a communicating method) ---
+    def agent_extras(self, shard_loss: Callable[[], float]) -> list[float]:
+        """Extra scalars to append to this agent's upload."""
+        return []
+
+    def local_apply(self, w_before: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Non-communicating methods: the agent's new model from its own update."""
+        raise NotImplementedError(f"{self.name} communicates; local_apply is for standalone methods")
+
+    # --- checkpointing ---
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

@@ -1,0 +1,53 @@
+"""CGSV: the paper's mechanism (Xu et al., NeurIPS 2021, Algorithm 1).
+
+Each round: normalise uploads to norm Gamma, aggregate with the importance coefficients of
+the previous round (data-size weights in round 1), value each agent by the cosine of its
+upload with the aggregate, update the moving-average importance r, and send agent i the
+top q_i share of the aggregate, q_i = tanh(beta r_i) / max_j tanh(beta r_j).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..mechanism import cgsv_approx, reward_fractions, reward_masks, update_importance
+from .base import Reward, RoundInput, ServerStep, Strategy
+
+
+class CGSV(Strategy):
+    name = "cgsv"
+
+    def __init__(self, cfg, ctx) -> None:
+        super().__init__(cfg, ctx)
+        self.r = torch.zeros(ctx.agents, dtype=torch.float64)
+        sizes = torch.tensor(ctx.shard_sizes, dtype=torch.float64)
+        self.size_weights = sizes / sizes.sum()
+
+    def aggregation_weights(self, inp: RoundInput) -> torch.Tensor:
+        """Round 1: a_i = |D_i| / sum |D|; later a_i = r_i. Rejected uploads weigh 0."""
+        a = self.size_weights if inp.round == 1 else self.r
+        return torch.where(inp.valid, a, torch.zeros_like(a))
+
+    def fractions(self, psi: torch.Tensor, inp: RoundInput) -> torch.Tensor:
+        """The share q_i of the aggregate that agent i receives (baselines override this)."""
+        return reward_fractions(self.r, self.cfg.mechanism.beta)
+
+    def server_step(self, inp: RoundInput) -> ServerStep:
+        m = self.cfg.mechanism
+        aggregate, psi = cgsv_approx(inp.updates, self.aggregation_weights(inp).to(inp.updates.dtype), m.grad_norm)
+        psi = torch.where(inp.valid, psi.to(torch.float64), torch.zeros((), dtype=torch.float64))
+        self.r = update_importance(self.r, psi, m.alpha, m.r_min)
+        q = self.fractions(psi, inp)
+        if math.isinf(m.beta):  # no sparsification: everyone gets the full aggregate
+            rewards = [Reward(None, aggregate) for _ in range(self.ctx.agents)]
+        else:
+            masks = reward_masks(aggregate, q, m.mask_scope, self.ctx.layer_sizes)
+            rewards = [Reward(i, v) for i, v in masks]
+        return ServerStep(server_delta=aggregate, rewards=rewards, psi=psi, r=self.r.clone(), q=q)
+
+    def state_dict(self) -> dict:
+        return {"r": self.r.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.r = state["r"].clone()

@@ -1,0 +1,106 @@
+"""Local training and evaluation, shared by agents (their own models) and the server (w).
+
+A model's parameters are re-pointed into one flat vector, so the agent's model *is* a
+D-vector: w_before is one clone, the update one subtraction, a reward one add, and the
+optimizer (whose state persists across rounds) keeps working on the same parameter objects.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrainConfig
+
+
+def flatten_parameters(model: nn.Module) -> torch.Tensor:
+    """Move all parameters into one contiguous vector and make each parameter a view of it."""
+    params = list(model.parameters())
+    flat = torch.cat([p.detach().reshape(-1) for p in params]).clone()
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.data = flat[offset:offset + n].view_as(p)
+        offset += n
+    return flat
+
+
+def layer_sizes(model: nn.Module) -> list[int]:
+    return [p.numel() for p in model.parameters()]
+
+
+class LocalTrainer:
+    """An agent's local work: optimizer with persistent state, per-round exponential lr decay."""
+
+    def __init__(self, model: nn.Module, task, indices: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
+                 generator: torch.Generator) -> None:
+        self.model = model
+        self.task = task
+        self.indices = torch.as_tensor(indices, dtype=torch.int64)
+        self.labels = torch.as_tensor(labels, dtype=torch.int64)
+        self.cfg = cfg
+        self.generator = generator
+        params = list(model.parameters())
+        if cfg.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=cfg.lr)
+
+    def lr_at(self, round: int) -> float:
+        return self.cfg.lr * self.cfg.lr_decay ** (round - 1)
+
+    def _batches(self) -> list[torch.Tensor]:
+        """Positions into the shard for this round's mini-batches."""
+        n, b = len(self.indices), self.cfg.batch_size
+        if self.cfg.local_epochs > 0:
+            out = []
+            for _ in range(self.cfg.local_epochs):
+                perm = torch.randperm(n, generator=self.generator)
+                out += list(perm.split(b))
+            return out
+        return [torch.randperm(n, generator=self.generator)[:b] for _ in range(self.cfg.local_steps)]
+
+    def train_round(self, round: int) -> float:
+        """Run this round's local work; returns the mean mini-batch loss."""
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.lr_at(round)
+        self.model.train()
+        losses = []
+        for pos in self._batches():
+            x, y = self.task.batch("train", self.indices[pos], self.labels[pos])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = F.nll_loss(self.model(x), y)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(loss.item())
+        return float(np.mean(losses)) if losses else math.nan
+
+    def shard_loss(self, limit: int = 4096) -> float:
+        """Loss of the current model on (up to ``limit`` samples of) the agent's own shard."""
+        return evaluate(self.model, self.task, "train", self.indices[:limit], self.labels[:limit])[0]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task, split: str, indices=None, labels=None, batch_size: int = 1000) -> tuple[float, float]:
+    """(mean NLL loss, accuracy) of ``model`` on a split, or on the given indices of it."""
+    was_training = model.training
+    model.eval()
+    if indices is None:
+        n = task.num_train if split == "train" else len(task.test_y)
+        indices = torch.arange(n)
+    indices = torch.as_tensor(indices, dtype=torch.int64)
+    labels = None if labels is None else torch.as_tensor(labels, dtype=torch.int64)
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(indices), batch_size):
+        idx = indices[start:start + batch_size]
+        lab = None if labels is None else labels[start:start + batch_size]
+        x, y = task.batch(split, idx, lab)
+        out = model(x)
+        total_loss += F.nll_loss(out, y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+    model.train(was_training)
+    n = max(len(indices), 1)
+    return total_loss / n, correct / n
