@@ -187,11 +187,12 @@ def _tied_vector(gen: torch.Generator, d: int) -> torch.Tensor:
     return levels * signs
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("tied", [False, True])
-def test_top_k_rewards_matches_brute_force(tied: bool) -> None:
+def test_top_k_rewards_matches_brute_force(tied: bool, dtype: torch.dtype) -> None:
     g = _gen(1)
     for d in [1, 2, 9, 64, 257]:
-        x = _tied_vector(g, d) if tied else torch.randn(d, generator=g)
+        x = (_tied_vector(g, d) if tied else torch.randn(d, generator=g)).to(dtype)
         ks = sorted({0, d, 1, d // 2, d // 3, max(0, d - 1)}) + [d // 2]
         rewards = top_k_rewards(x, ks)
         assert len(rewards) == len(ks)
@@ -211,11 +212,12 @@ def test_top_k_rewards_sets_are_nested_prefixes() -> None:
     assert all(a <= b for a, b in zip(nested, nested[1:]))
 
 
-def test_magnitude_order_tie_break_at_boundary() -> None:
-    x = torch.tensor([1.0, -3.0, 2.0, 3.0, -2.0, 2.0, 0.0])
-    assert magnitude_order(x, 7).tolist() == [1, 3, 2, 4, 5, 0, 6]
-    for k in range(8):
-        assert magnitude_order(x, k).tolist() == [1, 3, 2, 4, 5, 0, 6][:k]
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_magnitude_order_tie_break_at_boundary(dtype: torch.dtype) -> None:
+    x = torch.tensor([1.0, -3.0, 2.0, 3.0, -2.0, 2.0, -0.0, math.inf, 0.0, -math.inf], dtype=dtype)
+    expected = [7, 9, 1, 3, 2, 4, 5, 0, 6, 8]
+    for k in range(len(expected) + 1):
+        assert magnitude_order(x, k).tolist() == expected[:k]
 
 
 def test_top_k_rewards_edge_cases() -> None:

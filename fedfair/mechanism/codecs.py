@@ -114,12 +114,19 @@ def choose_encoding(k: int, dim: int, value_dtype: torch.dtype = torch.float32) 
     return min(ENCODINGS, key=lambda name: encoded_size(name, k, dim, value_dtype))
 
 
-def _bytes_of(t: Tensor) -> Tensor:
-    return t.contiguous().view(torch.uint8)
+def _bytes_of(t: Tensor) -> np.ndarray:
+    """The raw bytes of a CPU tensor, as a numpy view when it is contiguous (any dtype, bfloat16 too)."""
+    if t.numel() == 0:  # an empty tensor may carry any stride, which a byte view refuses
+        return np.empty(0, dtype=np.uint8)
+    return t.detach().cpu().contiguous().view(torch.uint8).numpy()
 
 
 def encode(indices: Tensor, values: Tensor, dim: int, encoding: str = "auto") -> Tensor:
-    """Serialise the sparse reward (ascending int64 ``indices``, ``values``) of a dim-vector."""
+    """Serialise the sparse reward (ascending int64 ``indices``, ``values``) of a dim-vector.
+
+    The payload is allocated once at its exact size and filled through byte views:
+    the header, then the body sections, each a single vectorised copy.
+    """
     _check_host()
     if indices.dtype != torch.int64 or indices.dim() != 1:
         raise ValueError(f"indices must be a 1-D int64 tensor, got {indices.dtype} of shape {tuple(indices.shape)}")
@@ -128,31 +135,39 @@ def encode(indices: Tensor, values: Tensor, dim: int, encoding: str = "auto") ->
     k = indices.numel()
     if not 0 <= k <= dim:
         raise ValueError(f"need 0 <= k <= dim, got k={k}, dim={dim}")
-    if k and (int(indices[0]) < 0 or int(indices[-1]) >= dim or not bool((indices[1:] > indices[:-1]).all())):
+    positions = indices.detach().cpu().contiguous().numpy()
+    if k and (positions[0] < 0 or positions[-1] >= dim or not (positions[1:] > positions[:-1]).all()):
         raise ValueError(f"indices must be strictly ascending within [0, {dim})")
-    _value_bytes(values.dtype)  # validates the dtype
+    value_bytes = _value_bytes(values.dtype)  # also validates the dtype
     if encoding == "auto":
         encoding = choose_encoding(k, dim, values.dtype)
     if encoding not in _ENCODING_IDS:
         raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS} or 'auto'")
 
     index_bytes = _index_bytes(dim) if encoding == "index" else 0
-    header = _HEADER.pack(MAGIC, VERSION, _ENCODING_IDS[encoding], _DTYPE_CODES[values.dtype], index_bytes, dim, k)
-    parts = [torch.frombuffer(bytearray(header), dtype=torch.uint8)]
+    payload = torch.empty(encoded_size(encoding, k, dim, values.dtype), dtype=torch.uint8)
+    wire = payload.numpy()
+    wire[:HEADER_BYTES] = np.frombuffer(
+        _HEADER.pack(MAGIC, VERSION, _ENCODING_IDS[encoding], _DTYPE_CODES[values.dtype], index_bytes, dim, k),
+        dtype=np.uint8,
+    )
+    body = wire[HEADER_BYTES:]
     if encoding == "dense":
         dense = torch.zeros(dim, dtype=values.dtype)
         dense[indices] = values
-        parts.append(_bytes_of(dense))
-    elif encoding == "index":
-        wire_indices = indices.to(torch.int32) if index_bytes == 4 else indices
-        parts += [_bytes_of(wire_indices), _bytes_of(values)]
+        body[:] = _bytes_of(dense)
+        return payload
+    if encoding == "index":
+        split = k * index_bytes
+        # integer narrowing int64 -> int32 (all indices < dim < 2^31), straight into the payload
+        np.copyto(body[:split].view(np.int32 if index_bytes == 4 else np.int64), positions, casting="unsafe")
     else:  # bitmap
-        members = torch.zeros(math.ceil(dim / 8) * 8, dtype=torch.bool)
-        members[indices] = True
-        packed = torch.from_numpy(np.packbits(members.numpy(), bitorder="little"))
-        parts += [packed, _bytes_of(values)]
-    payload = torch.cat(parts)
-    assert payload.numel() == encoded_size(encoding, k, dim, values.dtype)
+        split = math.ceil(dim / 8)
+        members = np.zeros(split * 8, dtype=np.bool_)
+        members[positions] = True
+        body[:split] = np.packbits(members, bitorder="little")
+    body[split:] = _bytes_of(values)
+    assert body.size - split == k * value_bytes
     return payload
 
 

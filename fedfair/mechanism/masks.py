@@ -10,12 +10,16 @@ every agent, and a more important agent's reward always contains a less importan
 
 A reward is returned as ``(indices, values)``: int64 indices in ascending order (the order the
 wire codecs and scatter-adds want) and the matching entries of u_N.
+
+The server does this work on the CPU: selection and index bookkeeping run in numpy on views
+of the tensors (single-threaded, SIMD integer sorts), so the aggregate must be a CPU tensor.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,33 +39,53 @@ SCOPES = ("global", "layer")
 Reward = tuple[Tensor, Tensor]
 
 # Below k < dim / _SORT_PREFIX_BELOW, sorting an agent's k indices beats one pass over all dim
-# positions (measured: sorting int64 costs ~5x a compare-and-compact pass per element).
+# positions (measured: sorting int64 costs several times a compare-and-compact pass per entry).
 _SORT_PREFIX_BELOW = 8
+
+_SAME_WIDTH_INT = {8: torch.int64, 4: torch.int32, 2: torch.int16}
+
+
+def _magnitude_keys(magnitude: Tensor) -> np.ndarray:
+    """|x| as integers with the same order: the IEEE bit pattern of a non-negative float.
+
+    Integer keys make selection and sorting exact and fast (numpy's SIMD int sort), and work
+    for float16 and bfloat16 too, which numpy cannot sort as floats.
+    """
+    return magnitude.contiguous().view(_SAME_WIDTH_INT[magnitude.element_size()]).numpy()
 
 
 def magnitude_order(x: Tensor, k: int) -> Tensor:
     """Positions of the k largest |x| in order of the key (−|x_j|, j): a partial stable sort.
 
-    A top-k selection finds the k-th largest magnitude t. Everything strictly above t is in;
-    of the entries equal to t, the lowest-indexed fill the remaining places (this is where a
-    plain ``torch.topk`` would choose arbitrarily). The k candidates, laid out by ascending
-    index, are then stably sorted by descending magnitude.
+    A selection finds the k-th largest magnitude t. Everything strictly above t is in; of
+    the entries equal to t, the lowest-indexed fill the remaining places (this is where a
+    plain ``torch.topk`` would choose arbitrarily). The k candidates are then sorted by
+    (−|x_j|, j), packed into one int64 key per entry — (complemented magnitude bits) above
+    (index bits) — so that a single plain sort of distinct keys applies the tie rule.
     """
     dim = x.numel()
     if not 0 <= k <= dim:
         raise ValueError(f"k must lie in [0, {dim}], got {k}")
     if k == 0:
-        return torch.empty(0, dtype=torch.int64, device=x.device)
-    magnitude = x.abs()
+        return torch.empty(0, dtype=torch.int64)
+    keys = _magnitude_keys(x.detach().cpu().abs())
     if k < dim:
-        threshold = torch.topk(magnitude, k, sorted=False).values.min()
-        above = (magnitude > threshold).nonzero().flatten()
-        tied = (magnitude == threshold).nonzero().flatten()[: k - above.numel()]
-        candidates = torch.cat([above, tied]).sort().values
+        threshold = np.partition(keys, dim - k)[dim - k]  # the k-th largest magnitude
+        above = np.flatnonzero(keys > threshold)
+        tied = np.flatnonzero(keys == threshold)[: k - above.size]
+        candidates = np.concatenate([above, tied])
     else:
-        candidates = torch.arange(dim, device=x.device)
-    by_magnitude = torch.sort(magnitude[candidates], descending=True, stable=True).indices
-    return candidates[by_magnitude]
+        candidates = np.arange(dim, dtype=np.int64)
+    magnitude_bits = 8 * keys.itemsize - 1  # the sign bit of |x| is always 0
+    index_bits = max(1, (dim - 1).bit_length())
+    descending = np.int64(np.iinfo(keys.dtype).max) - keys[candidates].astype(np.int64)
+    if magnitude_bits + index_bits <= 63:
+        packed = (descending << index_bits) | candidates
+        packed.sort()
+        order = packed & ((1 << index_bits) - 1)
+    else:  # float64 magnitudes leave no room for the index: two-key stable sort instead
+        order = candidates[np.lexsort((candidates, descending))]
+    return torch.from_numpy(order)
 
 
 def _prefix_index_sets(order: Tensor, ks: Sequence[int], dim: int) -> list[Tensor]:
@@ -70,18 +94,17 @@ def _prefix_index_sets(order: Tensor, ks: Sequence[int], dim: int) -> list[Tenso
     Small prefixes are sorted directly; large ones are read off a rank vector with one
     compare-and-compact pass over the dim positions, which keeps ascending order for free.
     """
-    rank: Tensor | None = None
+    ranked = order.numpy()
+    rank: np.ndarray | None = None
     sets = []
     for k in ks:
-        if k == 0:
-            sets.append(order[:0])
-        elif k * _SORT_PREFIX_BELOW < dim:
-            sets.append(order[:k].sort().values)
+        if k * _SORT_PREFIX_BELOW < dim:
+            sets.append(torch.from_numpy(np.sort(ranked[:k])))
         else:
             if rank is None:
-                rank = torch.full((dim,), dim, dtype=torch.int64, device=order.device)
-                rank[order] = torch.arange(order.numel(), device=order.device)
-            sets.append((rank < k).nonzero().flatten())
+                rank = np.full(dim, dim, dtype=np.int32 if dim < 2**31 else np.int64)
+                rank[ranked] = np.arange(ranked.size, dtype=rank.dtype)
+            sets.append(torch.from_numpy(np.flatnonzero(rank < k)))
     return sets
 
 
@@ -106,7 +129,7 @@ def top_k_rewards(aggregate: Tensor, k: Sequence[int]) -> list[Reward]:
         raise ValueError(f"every k must lie in [0, {dim}], got {bad}")
     order = magnitude_order(aggregate, max(ks, default=0))
     sets = _prefix_index_sets(order, ks, dim)
-    return [(indices, aggregate[indices]) for indices in sets]
+    return [(indices, aggregate.index_select(0, indices)) for indices in sets]
 
 
 def layer_top_k_rewards(aggregate: Tensor, layer_sizes: Sequence[int], q: Tensor) -> list[Reward]:
@@ -137,7 +160,7 @@ def layer_top_k_rewards(aggregate: Tensor, layer_sizes: Sequence[int], q: Tensor
     rewards = []
     for agent_pieces in pieces:
         indices = torch.cat(agent_pieces) if agent_pieces else torch.empty(0, dtype=torch.int64)
-        rewards.append((indices, aggregate[indices]))
+        rewards.append((indices, aggregate.index_select(0, indices)))
     return rewards
 
 
