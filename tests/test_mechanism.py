@@ -162,6 +162,9 @@ def test_global_k() -> None:
     # 0.7 * 10 = 7.000000000000001 in float64 and 0.7f * 10 = 6.99999988: both must floor to 7
     assert global_k(10, torch.tensor([0.7], dtype=torch.float64)) == [7]
     assert global_k(10, torch.tensor([0.7], dtype=torch.float32)) == [7]
+    # ...but a genuine fraction of an entry is floored, also for large D
+    assert global_k(10**6, torch.tensor([0.5000006], dtype=torch.float64)) == [500_000]
+    assert global_k(10**6, torch.tensor([0.4999996], dtype=torch.float64)) == [499_999]
 
 
 def test_layer_k() -> None:

@@ -33,9 +33,9 @@ __all__ = [
 ]
 
 # Relative slack when rounding D·q to an integer: 0.3 * 10 is 3.0000000000000004 in float64
-# (and 3.0000001 from a float32 q), and must still give ceil(...) == 3, not 4. q usually
-# arrives as float32, so the slack is a few float32 ulps; it can move k by at most one entry.
-_ROUND_SLACK = 1e-6
+# (and 3.0000001 from a float32 q), and must still give ceil(...) == 3, not 4. The slack covers
+# the representation error of a float32 q (2^-24 relative); it can move k by at most one entry.
+_ROUND_SLACK = 1e-7
 
 
 def _check_updates(updates: Tensor) -> Tensor:
