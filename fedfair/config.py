@@ -75,7 +75,8 @@ class DataConfig:
     label_noise: list[float] = field(default_factory=list)
     """Per-agent fraction of labels replaced by random classes (missing entries = 0)."""
     val_size: int = 0
-    """Held-out validation samples no agent owns (used by CFFL and ECI)."""
+    """Held-out validation samples no agent owns (used by CFFL and ECI; 0 = none, but cffl and eci then
+    hold out 10% of the training data, at most 1000, recorded in the run's config.toml)."""
     test_fraction: float = 0.2
     """Stratified test fraction for data sets without a test split."""
 

@@ -40,10 +40,21 @@ def prepare(cfg: Config) -> Setup:
 
     task = load_task(cfg.data.dataset, cfg.data.data_dir or None, seed=cfg.run.seed,
                      test_fraction=cfg.data.test_fraction)
+    resolve_val_size(cfg, task.num_train)
     shards, val = make_shards(task, partition=cfg.data.partition, agents=cfg.data.agents, seed=cfg.run.seed,
                               pool_size=cfg.data.pool_size or None, shard_size=cfg.data.shard_size or None,
                               label_noise=cfg.data.label_noise, val_size=cfg.data.val_size)
     return Setup(task, shards, val, cfg.train.model or default_model_for(cfg.data.dataset))
+
+
+def resolve_val_size(cfg: Config, num_train: int) -> None:
+    """cffl and eci need a validation set: with data.val_size = 0 they get the documented default
+    (``fedfair.strategies.default_val_size``: 10% of the training data, at most 1000), written
+    into cfg so that config.toml and the fairness reference key record what was used."""
+    from .strategies import default_val_size, needs_validation
+
+    if cfg.data.val_size == 0 and needs_validation(cfg.mechanism.method):
+        cfg.data.val_size = default_val_size(num_train)
 
 
 def build_model(cfg: Config, setup: Setup) -> torch.nn.Module:

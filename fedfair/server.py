@@ -181,7 +181,12 @@ class Server:
             "wall_s": time.perf_counter() - self.start_wall,
             "reference_key": reference_key(cfg),
         }
-        summary = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
+        def no_nan(v):  # JSON has no NaN: undefined values (e.g. standalone's r and q) are null
+            if isinstance(v, list):
+                return [no_nan(x) for x in v]
+            return None if isinstance(v, float) and math.isnan(v) else v
+
+        summary = {k: no_nan(v) for k, v in summary.items()}
         if self.log is not None:
             self.log.write_summary(summary)
         return summary

@@ -1,10 +1,19 @@
 """Reward methods, one module each, behind ``Strategy``; looked up by ``mechanism.method``."""
 from __future__ import annotations
 
-from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy
+from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, default_val_size
+from .cffl import CFFL
 from .cgsv import CGSV
+from .dw import DW
+from .eci import ECI
+from .eu import EU
+from .fedavg import FedAvg
+from .qffl import QFFL
+from .rr import RoundRobin
+from .standalone import Standalone
 
-REGISTRY: dict[str, type[Strategy]] = {cls.name: cls for cls in (CGSV,)}
+REGISTRY: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (CGSV, Standalone, FedAvg, DW, EU, RoundRobin, QFFL, CFFL, ECI)}
 
 
 def build_strategy(cfg, ctx: ServerContext) -> Strategy:
@@ -14,4 +23,10 @@ def build_strategy(cfg, ctx: ServerContext) -> Strategy:
     return REGISTRY[method](cfg, ctx)
 
 
-__all__ = ["Reward", "RoundInput", "ServerContext", "ServerStep", "Strategy", "REGISTRY", "build_strategy"]
+def needs_validation(method: str) -> bool:
+    """Whether ``method`` needs the server's held-out validation set (cffl, eci)."""
+    return REGISTRY[method].needs_validation
+
+
+__all__ = ["Reward", "RoundInput", "ServerContext", "ServerStep", "Strategy", "REGISTRY", "build_strategy",
+           "needs_validation", "default_val_size"]

@@ -8,6 +8,7 @@ through the same wire format and the same byte ledger.
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
@@ -94,3 +95,46 @@ class Strategy(ABC):
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+# ---------------------------------------------------------------- helpers shared by the baselines
+
+DEFAULT_VAL_FRACTION = 0.1
+"""Held-out validation share of the training data when a method needs one and data.val_size = 0."""
+DEFAULT_VAL_CAP = 1000
+"""...capped at this many samples (every validation pass is server work that mechanism_s counts)."""
+
+
+def default_val_size(num_train: int) -> int:
+    """The validation size used for cffl/eci when data.val_size = 0: 10% of the training data, at most 1000."""
+    return max(1, min(DEFAULT_VAL_CAP, math.ceil(DEFAULT_VAL_FRACTION * num_train)))
+
+
+def normalised_rows(inp: RoundInput, grad_norm: float) -> torch.Tensor:
+    """u_i = Gamma * dw_i / (|dw_i| + 1e-7) for every upload (zero and rejected rows stay zero), N x D."""
+    from ..mechanism import unit_scales
+
+    scales = unit_scales(inp.updates, grad_norm).to(inp.updates.dtype)
+    return inp.updates * scales[:, None]
+
+
+def size_weights(ctx: ServerContext, valid: torch.Tensor) -> torch.Tensor:
+    """|D_i| / sum over valid agents of |D_j| (float64); rejected uploads weigh 0."""
+    sizes = torch.tensor(ctx.shard_sizes, dtype=torch.float64) * valid.to(torch.float64)
+    total = sizes.sum()
+    return sizes / total if total > 0 else sizes
+
+
+def model_rewards(inp: RoundInput, steps: torch.Tensor | list[torch.Tensor]) -> list[Reward]:
+    """Dense rewards that move agent i to w + steps[i] (w = the server model before the round).
+
+    The reward is "the new model minus yours", written as steps[i] + (w - w_i): when agent i
+    already holds w (FedAvg, q-FFL: always), the second term is exactly zero and the agent
+    ends bit-for-bit on the server's new model w + step, as the server does.
+    """
+    rewards = []
+    for i in range(inp.agent_models.shape[0]):
+        gap = inp.server_model - inp.agent_models[i]
+        step = steps[i]
+        rewards.append(Reward(None, step.clone() if not bool(gap.any()) else step + gap))
+    return rewards

@@ -29,8 +29,8 @@ class CGSV(Strategy):
         a = self.size_weights if inp.round == 1 else self.r
         return torch.where(inp.valid, a, torch.zeros_like(a))
 
-    def fractions(self, psi: torch.Tensor, inp: RoundInput) -> torch.Tensor:
-        """The share q_i of the aggregate that agent i receives (baselines override this)."""
+    def fractions(self, psi: torch.Tensor, inp: RoundInput, aggregate: torch.Tensor) -> torch.Tensor:
+        """The share q_i of the aggregate that agent i receives (DW and EU override this)."""
         return reward_fractions(self.r, self.cfg.mechanism.beta)
 
     def server_step(self, inp: RoundInput) -> ServerStep:
@@ -38,7 +38,7 @@ class CGSV(Strategy):
         aggregate, psi = cgsv_approx(inp.updates, self.aggregation_weights(inp).to(inp.updates.dtype), m.grad_norm)
         psi = torch.where(inp.valid, psi.to(torch.float64), torch.zeros((), dtype=torch.float64))
         self.r = update_importance(self.r, psi, m.alpha, m.r_min)
-        q = self.fractions(psi, inp)
+        q = self.fractions(psi, inp, aggregate)
         if math.isinf(m.beta):  # no sparsification: everyone gets the full aggregate
             rewards = [Reward(None, aggregate) for _ in range(self.ctx.agents)]
         else:

@@ -1,0 +1,37 @@
+"""FedAvg (McMahan et al. 2017): the server averages raw updates by data size, everyone gets it.
+
+Each round w ← w + Σ_i (|D_i| / Σ_j |D_j|) Δw_i with the raw (not normalised) uploads;
+uploads rejected as non-finite weigh 0 and the weights are renormalised over the valid ones.
+Every agent downloads the new model as a dense delta (the new model minus its own, see
+``model_rewards``), so every agent's model equals the server's bit for bit.
+
+Logged: r = the aggregation weights, q = 1 (full download), psi = cos(Δw_i, aggregate).
+
+Accuracy convention (baselines.md): a shared model cannot show the spread of the paper's
+FedAvg rows; those are the accuracy right after each agent's own local training in the last
+round, logged as ``local_acc`` (summary ``final_local_acc``). ``fedfair.compare`` reports
+both the held model (``test_acc``) and ``local_acc`` columns.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import RoundInput, ServerStep, Strategy, model_rewards, size_weights
+
+
+def cosines(rows: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """cos(row_i, v) in float64, 0 where either is zero."""
+    dots = (rows.to(torch.float64) @ v.to(torch.float64))
+    norms = torch.linalg.vector_norm(rows.to(torch.float64), dim=1) * torch.linalg.vector_norm(v.to(torch.float64))
+    return torch.where(norms > 0, dots / torch.where(norms > 0, norms, 1.0), torch.zeros_like(dots)).clamp(-1, 1)
+
+
+class FedAvg(Strategy):
+    name = "fedavg"
+
+    def server_step(self, inp: RoundInput) -> ServerStep:
+        a = size_weights(self.ctx, inp.valid)
+        delta = a.to(inp.updates.dtype) @ inp.updates
+        n = self.ctx.agents
+        return ServerStep(server_delta=delta, rewards=model_rewards(inp, [delta] * n),
+                          psi=cosines(inp.updates, delta), r=a, q=torch.ones(n, dtype=torch.float64))

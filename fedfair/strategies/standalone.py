@@ -1,0 +1,39 @@
+"""Standalone: every agent trains alone for T rounds with the same local work; nothing is sent.
+
+The fairness reference ρ compares every method's final accuracies with these (see
+``fedfair.compare``, which runs it first into the same output folder).
+
+Choices (``mechanism.standalone_step``):
+
+- ``gamma`` (default): after its local work the agent applies its own normalised update,
+  w_i ← w_before + Γ·Δw_i / (‖Δw_i‖₂ + 1e-7) (a zero update stays zero): the step the
+  mechanism would take if the agent were alone. This is what matched the paper's
+  Standalone rows (baselines.md).
+- ``sgd``: plain local SGD, the agent keeps its locally trained model (w_before + Δw_i).
+
+``communicates = False``: the server receives no upload and sends no reward, so bytes_up and
+bytes_down are 0 and mechanism_s is 0; only the per-round metrics travel (bytes_ctrl).
+Which step produced a result is recorded in config.toml (``mechanism.standalone_step``) and
+is part of the reference key that other runs match on.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..mechanism import unit_scales
+from .base import RoundInput, ServerStep, Strategy
+
+
+class Standalone(Strategy):
+    name = "standalone"
+    communicates = False
+
+    def server_step(self, inp: RoundInput) -> ServerStep:
+        raise RuntimeError("standalone does not communicate: the server has no uploads to act on")
+
+    def local_apply(self, w_before: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        m = self.cfg.mechanism
+        if m.standalone_step == "sgd":
+            return w_before + delta
+        scale = unit_scales(delta.reshape(1, -1), m.grad_norm)[0].to(delta.dtype)
+        return w_before + scale * delta
