@@ -343,6 +343,7 @@ def make_figures(setting: tuple[str, int, int], grid: dict[tuple, dict[str, Cell
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     dataset, agents, rounds = setting
     tag = f"{dataset}-a{agents}-r{rounds}"
@@ -352,7 +353,9 @@ def make_figures(setting: tuple[str, int, int], grid: dict[tuple, dict[str, Cell
     made: list[tuple[str, str]] = []
 
     def over_rounds(column: str, ylabel: str, what: str) -> None:
-        rows = [rk for rk in sorted(first) if any(_series(r, column) for r in first[rk].values())]
+        # standalone never communicates: no r, reward or server model to plot
+        rows = [rk for rk in sorted(first) if rk[2] != "standalone"
+                and any(_series(r, column) for r in first[rk].values())]
         if not rows:
             notes.append(f"figure of {column} for {tag} skipped: no run logs {column}")
             return
@@ -374,12 +377,12 @@ def make_figures(setting: tuple[str, int, int], grid: dict[tuple, dict[str, Cell
                 if i == len(rows) - 1:
                     ax.set_xlabel("round")
                 ax.tick_params(labelsize=7)
+        fig.suptitle(f"{what} ({dataset}, {agents} agents)", fontsize=10)
+        fig.tight_layout()
         handles, labels = axes[0][0].get_legend_handles_labels()
         if handles:
             fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 10), fontsize=7,
-                       bbox_to_anchor=(0.5, 1.0))
-        fig.suptitle(f"{what} ({dataset}, {agents} agents)", y=1.0 + 0.25 / max(1, len(rows)), fontsize=10)
-        fig.tight_layout(rect=(0, 0, 1, 0.97))
+                       bbox_to_anchor=(0.5, 0.0))
         name = f"fig_{column}_{tag}.png"
         fig.savefig(out / name, dpi=110, bbox_inches="tight")
         plt.close(fig)
@@ -403,12 +406,13 @@ def make_figures(setting: tuple[str, int, int], grid: dict[tuple, dict[str, Cell
         ax.set_title(p.upper())
         ax.set_xlabel("agent")
         ax.set_ylabel("final test accuracy (%)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"Final accuracy per agent ({dataset}, {agents} agents)", fontsize=10)
+    fig.tight_layout()
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=7,
-                   bbox_to_anchor=(0.5, -0.02 - 0.04 * (len(labels) // 6)))
-    fig.suptitle(f"Final accuracy per agent ({dataset}, {agents} agents)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), fontsize=7,
+                   bbox_to_anchor=(0.5, 0.0))
     name = f"fig_final_acc_{tag}.png"
     fig.savefig(out / name, dpi=110, bbox_inches="tight")
     plt.close(fig)
