@@ -204,8 +204,10 @@ def existing_status(run: PlannedRun) -> tuple[str, str | None]:
         old = load_config(saved)
     except (ConfigError, OSError) as e:
         return "conflict", f"finished run folder has an unreadable config.toml ({e})"
-    if comparable(old) != comparable(run.cfg):
-        a, b = comparable(old), comparable(run.cfg)
+    a, b = comparable(old), comparable(run.cfg)
+    if b["data"]["val_size"] == 0 and _needs_validation(run.cfg.mechanism.method):
+        b["data"]["val_size"] = a["data"]["val_size"]  # the run resolved 0 to its default (fedfair.run)
+    if a != b:
         diffs = [f"{s}.{k}: {a[s].get(k)!r} (saved) vs {b[s].get(k)!r} (planned)"
                  for s in b for k in b[s] if a.get(s, {}).get(k) != b[s][k]]
         return "conflict", "finished with a different config: " + "; ".join(diffs[:3])
@@ -300,6 +302,8 @@ class Sweep:
         todo = sum(r.status == "pending" for r in self.runs)
         print(f"fedfair.sweep: {n} runs in {self.out_dir}: {n - todo} already finished, {todo} to run "
               f"({self.launcher})", flush=True)
+        for w in reference_warnings(self.runs):
+            print(f"fedfair.sweep: warning: {w}", file=sys.stderr, flush=True)
         self.write_manifest()
         try:
             for i, r in enumerate(self.runs, 1):
@@ -348,6 +352,8 @@ class Sweep:
     def dry_run(self) -> int:
         n = len(self.runs)
         print(f"fedfair.sweep: dry run, {n} runs in {self.out_dir} ({self.launcher}); nothing is started or written")
+        for w in reference_warnings(self.runs):
+            print(f"fedfair.sweep: warning: {w}")
         for i, r in enumerate(self.runs, 1):
             status, err = existing_status(r)
             what = {"pending": "would run", "complete": "complete, would skip",
@@ -355,6 +361,31 @@ class Sweep:
             print(f"[{i}/{n}] {r.name}: {what}")
             print("    " + shlex.join(r.command))
         return 0
+
+
+def _needs_validation(method: str) -> bool:
+    try:
+        from .strategies import REGISTRY
+    except Exception:  # pragma: no cover
+        return method in ("cffl", "eci")
+    cls = REGISTRY.get(method)
+    return bool(getattr(cls, "needs_validation", method in ("cffl", "eci")))
+
+
+def reference_warnings(runs: list[PlannedRun]) -> list[str]:
+    """Runs that will find no standalone reference in this sweep (so their rho stays n/a)."""
+    groups = {r.group for r in runs if r.cfg.mechanism.method == "standalone"}
+    if not groups:
+        return []
+    out = []
+    if any(_needs_validation(r.cfg.mechanism.method) and r.cfg.data.val_size == 0 for r in runs):
+        out.append("cffl/eci hold out a validation slice (data.val_size = 0 resolves to a default inside the run), "
+                   "which changes their data and so their fairness reference: give a fixed data.val_size=... to "
+                   "the whole sweep so that standalone shares it")
+    missing = sorted({r.name for r in runs if r.group not in groups and not _needs_validation(r.cfg.mechanism.method)})
+    if missing:
+        out.append(f"no standalone run in this sweep shares data, training, seed and rounds with: {', '.join(missing)}")
+    return out
 
 
 def _registered_methods() -> set[str] | None:

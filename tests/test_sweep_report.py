@@ -294,3 +294,14 @@ def test_fig1_benchmark_and_its_report_section(tmp_path):
     rep.report([runs], tmp_path / "rep", fig1=stem.with_suffix(".csv"), figures=False)
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "## Fig. 1" in md and "| 5 | 200 |" in md
+
+
+def test_a_validation_size_resolved_inside_the_run_is_not_a_conflict(tmp_path):
+    plan = sweep.build(sweep.parse_args(["--grid", "mechanism.method=cffl,cgsv", "--out-dir", str(tmp_path)]), [])
+    for run in plan.runs:
+        saved = load_config(None, run.overrides + ["data.val_size=150"])  # what fedfair.run writes for cffl
+        run.run_dir.mkdir(parents=True)
+        (run.run_dir / "config.toml").write_text(to_toml(saved))
+        (run.run_dir / "summary.json").write_text("{}")
+    status = {r.cfg.mechanism.method: sweep.existing_status(r)[0] for r in plan.runs}
+    assert status == {"cffl": "complete", "cgsv": "conflict"}  # cgsv never resolves val_size itself
