@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from fedfair.mechanism import (
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import ALPHA, BETA, GAMMA, best_time, footer, interleaved, machine_header, make_round  # noqa: E402
+
+from fedfair.mechanism import (  # noqa: E402
     cgsv_approx,
     decode,
     encode,
@@ -30,29 +33,6 @@ from fedfair.mechanism import (
     reward_masks,
     update_importance,
 )
-
-GAMMA = 0.5  # MNIST's Γ
-ALPHA = 0.95
-BETA = 1.0  # the least altruistic setting: the most spread of reward sizes
-
-
-def make_round(n: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Uploads sharing one direction under agent-specific noise, and a mid-run importance r.
-
-    Noise strengths differ across agents, so their ψ, r and reward sizes q differ too, as in
-    a real run; r comes from ten warm-up rounds of the same mechanism.
-    """
-    g = torch.Generator().manual_seed(seed)
-    direction = torch.randn(dim, generator=g)
-    noise = torch.linspace(0.2, 3.0, n)
-    updates = torch.randn(n, dim, generator=g)
-    updates.mul_(noise[:, None]).add_(direction)
-    weights = torch.full((n,), 1.0 / n)
-    r = torch.zeros(n, dtype=torch.float64)
-    _, psi = cgsv_approx(updates, weights, GAMMA)
-    for _ in range(10):
-        r = update_importance(r, psi, ALPHA)
-    return updates, r
 
 
 def fedfair_step(updates: torch.Tensor, weights: torch.Tensor, r: torch.Tensor) -> list[torch.Tensor]:
@@ -81,21 +61,6 @@ def naive_step(updates: torch.Tensor, weights: torch.Tensor, r: torch.Tensor) ->
         mask[top] = 1.0
         rewards.append(aggregate * mask)
     return rewards
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Minimum wall time and minimum process CPU time over repeats.
-
-    On a shared machine the least disturbed run is the best estimate of the cost; CPU time
-    (summed over this process's threads) is robust to other processes competing for cores.
-    """
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return min(walls), min(cpus)
 
 
 def stage_times(updates: torch.Tensor, weights: torch.Tensor, r: torch.Tensor) -> tuple[dict[str, float], float, int]:
@@ -135,10 +100,8 @@ def main() -> None:
     parser.add_argument("--exact-dim", type=int, default=100_000, help="D for exact_cgsv")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, repeats {args.repeats} (min reported), "
-        f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-    )
+    print(machine_header())
+    print(f"repeats {args.repeats} (min reported)")
 
     small_updates, small_r = make_round(5, 10_000)
     check_agreement(small_updates, torch.full((5,), 0.2), small_r)  # also warms up both paths
@@ -148,8 +111,10 @@ def main() -> None:
     for n in (10, 100):
         updates, r = make_round(n, args.dim, seed=n)
         weights = torch.full((n,), 1.0 / n)
-        ours, ours_cpu = best_time(lambda: fedfair_step(updates, weights, r), args.repeats)
-        naive, naive_cpu = best_time(lambda: naive_step(updates, weights, r), max(1, args.repeats - 1))
+        times = interleaved({"fedfair": lambda: fedfair_step(updates, weights, r),
+                             "naive": lambda: naive_step(updates, weights, r)},
+                            args.repeats, {"naive": max(1, args.repeats - 1)})
+        (ours, ours_cpu), (naive, naive_cpu) = times["fedfair"], times["naive"]
         stages, density, wire_bytes = stage_times(updates, weights, r)
         detail = ", ".join(f"{name} {seconds:.3f}s" for name, seconds in stages.items())
         print(
@@ -168,7 +133,7 @@ def main() -> None:
         weights /= weights.sum()
         wall, cpu = best_time(lambda: exact_cgsv(unit, weights), args.repeats)
         print(f"{n:>5} {wall:>10.3f} {cpu:>10.3f}")
-    print(f"\nload average at end {os.getloadavg()[0]:.1f}")
+    print("\n" + footer())
 
 
 if __name__ == "__main__":

@@ -139,27 +139,39 @@ def layer_top_k_rewards(aggregate: Tensor, layer_sizes: Sequence[int], q: Tensor
     ``layer_sizes`` in order. In tensor l, agent i keeps ``layer_k(layer_sizes, q_i)[l]`` entries
     (ceil(n_l·q_i), capped at n_l − 1). One partial sort per tensor serves all agents.
     Indices are global (offset by the tensor's start) and ascending.
+
+    The partial sorts fill one D-sized rank vector (an entry's place in its own tensor's
+    order; entries no agent keeps get the tensor's size). Agent i's membership is then one
+    compare per tensor into a reused D-sized mask and a single ``flatnonzero`` over it, which
+    yields global ascending indices directly (no per-tensor offsets or concatenation).
     """
     _check_aggregate(aggregate)
     sizes = [int(n) for n in layer_sizes]
-    if any(n < 0 for n in sizes) or sum(sizes) != aggregate.numel():
+    dim = aggregate.numel()
+    if any(n < 0 for n in sizes) or sum(sizes) != dim:
         raise ValueError(
             f"layer_sizes must be non-negative and sum to the aggregate's length "
-            f"{aggregate.numel()}, got sum {sum(sizes)}"
+            f"{dim}, got sum {sum(sizes)}"
         )
     ks_per_agent = [layer_k(sizes, qi) for qi in q.tolist()]
-    pieces: list[list[Tensor]] = [[] for _ in ks_per_agent]
+    if not ks_per_agent:
+        return []
+    rank = np.empty(dim, dtype=np.int32 if dim < 2**31 else np.int64)
+    bounds = []
     start = 0
     for layer, n in enumerate(sizes):
-        ks = [ks_i[layer] for ks_i in ks_per_agent]
-        segment = aggregate[start : start + n]
-        order = magnitude_order(segment, max(ks, default=0))
-        for agent, indices in enumerate(_prefix_index_sets(order, ks, n)):
-            pieces[agent].append(indices + start)
+        order = magnitude_order(aggregate[start : start + n], max(ks[layer] for ks in ks_per_agent)).numpy()
+        block = rank[start : start + n]
+        block.fill(n)
+        block[order] = np.arange(order.size, dtype=rank.dtype)
+        bounds.append((start, start + n))
         start += n
+    members = np.empty(dim, dtype=np.bool_)
     rewards = []
-    for agent_pieces in pieces:
-        indices = torch.cat(agent_pieces) if agent_pieces else torch.empty(0, dtype=torch.int64)
+    for ks in ks_per_agent:
+        for (lo, hi), k in zip(bounds, ks):
+            np.less(rank[lo:hi], k, out=members[lo:hi])
+        indices = torch.from_numpy(np.flatnonzero(members))
         rewards.append((indices, aggregate.index_select(0, indices)))
     return rewards
 
