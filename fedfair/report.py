@@ -459,7 +459,7 @@ def read_fig1(path: Path) -> list[dict[str, float | None]]:
 
 
 def _mean_defined(values: list[float | None]) -> float | None:
-    defined = [v for v in values if v is not None]
+    defined = [v for v in values if isinstance(v, (int, float))]
     return _mean(defined) if defined else None
 
 
