@@ -18,7 +18,12 @@ def _standardise(x: np.ndarray, mean, std) -> torch.Tensor:
     """float32 [n, C, H, W] (values in [0, 1]) -> (x - mean) / std per channel."""
     m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
     s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
-    return torch.from_numpy(((x.astype(np.float32) - m) / s).astype(np.float32))
+    # in place on one float32 copy (the same float32 arithmetic as (x - m) / s, without temporaries:
+    # every rank of a job loads the data, so a temporary per step multiplies across ranks)
+    out = np.array(x, dtype=np.float32, copy=True)
+    out -= m
+    out /= s
+    return torch.from_numpy(out)
 
 
 def load_digits_task(seed: int = 0, test_fraction: float = 0.2) -> TaskData:
@@ -164,10 +169,27 @@ def read_mnist_pkl(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.
         ) from e
 
     def to_u8(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
+        flat = np.asarray(x, dtype=np.float32).reshape(-1)
+        step = 1 << 16  # cache-sized chunks: no full-size temporaries (every rank loads the data)
+        chunks = [slice(i, i + step) for i in range(0, flat.size, step)]
+
+        def scaled(part: slice, scale: float) -> np.ndarray:
+            return flat[part] * np.float32(scale)
+
         # mnist.pkl.gz stores pixel/256; other pickles may use pixel/255
-        scale = 256.0 if np.allclose(x * 256.0, np.rint(x * 256.0), atol=1e-3) else 255.0
-        return np.clip(np.rint(x * scale), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+        scale = 256.0
+        for part in chunks:
+            c = scaled(part, 256.0)
+            if not np.allclose(c, np.rint(c), atol=1e-3):
+                scale = 255.0
+                break
+        out = np.empty(flat.size, dtype=np.uint8)
+        for part in chunks:
+            c = scaled(part, scale)
+            np.rint(c, out=c)
+            np.clip(c, 0, 255, out=c)
+            out[part] = c
+        return out.reshape(-1, 28, 28)
 
     if x_train.shape[0] != y_train.shape[0] or x_test.shape[0] != y_test.shape[0]:
         raise DataError(f"{path}: image and label counts disagree")
@@ -202,7 +224,9 @@ def _image_task(
             x = x[:, None]
         elif channels_last:
             x = x.transpose(0, 3, 1, 2)
-        return _standardise(x.astype(np.float32) / 255.0, *stats)
+        x01 = x.astype(np.float32)
+        x01 /= np.float32(255.0)
+        return _standardise(x01, *stats)
 
     y_tr = np.asarray(try_, dtype=np.int64)
     y_te = np.asarray(tey, dtype=np.int64)
