@@ -15,10 +15,11 @@ import time
 import torch
 
 from .config import Config
+from .faults import maybe_fail
 from .mechanism import decode
 from .strategies import Strategy
 from .training import LocalTrainer, evaluate, flatten_parameters
-from .transport import AgentTransport
+from .transport import AgentTransport, PeerFailure, RunAborted
 
 STATS_FIELDS = ("train_s", "train_loss", "local_acc", "local_loss", "test_acc", "test_loss", "shard_loss",
                 "bytes_recv")
@@ -43,6 +44,7 @@ class Agent:
         behaviours = cfg.mechanism.behaviours
         self.behaviour = behaviours[index - 1] if index - 1 < len(behaviours) else "honest"
         self.last_reward = torch.zeros_like(self.w)
+        self.checkpointer = None  # fedfair.checkpoint.Checkpointer, set by run_rank
 
     def disguise(self, delta: torch.Tensor) -> torch.Tensor:
         """What a (possibly dishonest) agent uploads instead of its true update, for experiments."""
@@ -64,6 +66,7 @@ class Agent:
 
     def round(self, t: int) -> None:
         cfg, nan = self.cfg, math.nan
+        maybe_fail(self.index, t)
         evaluate_now = is_eval_round(cfg, t)
         extras = self.strategy.agent_extras(self.trainer.shard_loss) if self.strategy.communicates else []
         w_before = self.w.clone()
@@ -87,18 +90,29 @@ class Agent:
         shard_loss = self.trainer.shard_loss() if evaluate_now else nan
         received = self.transport.received if self.transport is not None else 0
         stats = [train_s, train_loss, local_acc, local_loss, test_acc, test_loss, shard_loss, float(received)]
+        if self.checkpointer is not None and self.checkpointer.due(t):
+            # before the stats: the server marks round t complete only after every agent's stats
+            self.checkpointer.save(t, self.state_dict())
         if self.transport is not None:
             self.transport.send_stats(torch.tensor(stats, dtype=torch.float64))
         return stats
 
     def run(self, start_round: int = 1) -> None:
         for t in range(start_round, self.cfg.run.rounds + 1):
-            self.round(t)
+            try:
+                self.round(t)
+            except PeerFailure as e:
+                if e.kind == "closed":  # the server went away; it (or the launcher) reports why
+                    raise RunAborted(f"agent {self.index}: lost the server in round {t}", quiet=True) from None
+                raise RunAborted(f"the server (rank 0) stopped responding in round {t}: agent {self.index}'s "
+                                 f"{e.what} did not complete within 2 x comm.timeout_s = {2 * self.cfg.comm.timeout_s:g} s") from None
 
     def state_dict(self) -> dict:
         return {"w": self.w.clone(), "optimizer": self.trainer.optimizer.state_dict(),
                 "generator": self.generator.get_state(), "last_reward": self.last_reward.clone(),
-                "torch_rng": torch.get_rng_state()}
+                "torch_rng": torch.get_rng_state(),
+                "received": self.transport.received if self.transport is not None else 0,
+                "sent": self.transport.sent if self.transport is not None else 0}
 
     def load_state_dict(self, state: dict) -> None:
         self.w.copy_(state["w"])
@@ -106,3 +120,6 @@ class Agent:
         self.generator.set_state(state["generator"])
         self.last_reward = state["last_reward"].clone()
         torch.set_rng_state(state["torch_rng"])
+        if self.transport is not None:
+            self.transport.received = int(state.get("received", 0))
+            self.transport.sent = int(state.get("sent", 0))

@@ -34,16 +34,24 @@ def _worker(cfg: Config, rank: int, world_size: int, store_path: str, queue) -> 
     import torch.distributed as dist
 
     from .run import run_rank
+    from .transport import RunAborted
 
     try:
         store = dist.FileStore(store_path, world_size)
         queue.put((rank, "ok", _portable(run_rank(cfg, rank, world_size, store=store))))
+    except RunAborted as e:  # the one-line report of a failed rank (quiet: this rank only lost its peer)
+        queue.put((rank, "quiet" if e.quiet else "error", str(e)))
     except BaseException as e:  # report, never hang the parent
         queue.put((rank, "error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
 
 
-def run_local(cfg: Config, world_size: int | None = None, timeout_s: float = 600.0) -> list[Any]:
-    """Run every rank as a local process; returns each rank's result (see ``run_rank``), tensors as numpy."""
+def run_local(cfg: Config, world_size: int | None = None, timeout_s: float = 600.0, grace_s: float = 5.0) -> list[Any]:
+    """Run every rank as a local process; returns each rank's result (see ``run_rank``), tensors as numpy.
+
+    When a rank fails, the others get ``grace_s`` seconds to end before they are killed (a hung
+    rank never ends by itself); the error raised names the lowest failed rank that reported a
+    cause (ranks that only lost their peer report nothing).
+    """
     world_size = world_size or cfg.data.agents + 1
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -54,7 +62,7 @@ def run_local(cfg: Config, world_size: int | None = None, timeout_s: float = 600
         for p in procs:
             p.start()
         results: list[Any] = [None] * world_size
-        errors: list[tuple[int, str]] = []
+        errors: list[tuple[int, int, str]] = []
         deadline = time.monotonic() + timeout_s
         pending = world_size
         try:
@@ -69,14 +77,15 @@ def run_local(cfg: Config, world_size: int | None = None, timeout_s: float = 600
                 if status == "ok":
                     results[rank] = value
                 else:
-                    errors.append((rank, value))
+                    errors.append((0 if status == "error" else 1, rank, value))
+                    deadline = min(deadline, time.monotonic() + grace_s)
         finally:
             for p in procs:
-                p.join(5.0)
+                p.join(1.0 if errors else 5.0)
                 if p.is_alive():
                     p.kill()
         if errors:
-            rank, msg = sorted(errors)[0]
+            _, rank, msg = sorted(errors)[0]
             raise RuntimeError(f"rank {rank} failed: {msg}")
         missing = [r for r, v in enumerate(results) if v is None]
         if missing:

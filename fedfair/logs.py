@@ -29,13 +29,34 @@ def _fmt(v: Any) -> Any:
     return v
 
 
-class RunLog:
-    """CSV writers for the per-round logs; rows are flushed as they come, so a killed run leaves its history."""
+def truncate_rounds(path: Path, through: int) -> None:
+    """Keep the header and the rows of rounds <= ``through`` (a resumed run rewrites the later ones)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1]
+    for line in lines[1:]:
+        head = line.split(",", 1)[0]
+        if head.isdigit() and int(head) <= through and line.endswith("\n"):
+            keep.append(line)
+    atomic_write_text(path, "".join(keep))
 
-    def __init__(self, cfg: Config, append: bool = False) -> None:
+
+class RunLog:
+    """CSV writers for the per-round logs; rows are flushed as they come, so a killed run leaves its history.
+
+    ``resume_after = t`` (a run resumed from the checkpoint of round t) keeps the rows of rounds
+    <= t and appends after them, so a resumed run's CSVs hold each round exactly once.
+    """
+
+    def __init__(self, cfg: Config, append: bool = False, resume_after: int | None = None) -> None:
         self.dir = cfg.run_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.dir / "config.toml", to_toml(cfg))
+        if resume_after:
+            append = True
+            for name in ("agents", "server"):
+                truncate_rounds(self.dir / f"{name}.csv", resume_after)
         self._files = {}
         self._writers = {}
         for name, cols in (("agents", AGENT_COLUMNS), ("server", SERVER_COLUMNS)):

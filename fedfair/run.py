@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -85,11 +86,22 @@ def elastic_store(world_size: int, rank: int, timeout: timedelta) -> dist.Store:
     """torchrun's store, under a prefix fresh for every restart.
 
     torch 2.13 reuses the agent's TCPStore across ``--max-restarts`` without a per-attempt
-    prefix, so a restarted gloo group would read the dead attempt's keys and fail to rejoin.
+    prefix, so a restarted gloo group would read the dead attempt's keys and fail to rejoin:
+    with that shared store, keys go under ``attempt_<TORCHELASTIC_RESTART_COUNT>``. That count is
+    per node, and a node restarted only because another node failed keeps its count, so
+    multi-node jobs run with ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` (launch/multinode.sh):
+    then every rendezvous round gets a new MASTER_PORT, rank 0 hosts a fresh store and no
+    prefix is needed.
     """
     host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
     agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     base = dist.TCPStore(host, port, world_size, is_master=(rank == 0 and not agent_store), timeout=timeout)
+    if not agent_store:
+        return base
+    if rank == 0 and int(os.environ.get("GROUP_WORLD_SIZE", "1")) > 1 and \
+            int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0:
+        print("fedfair: warning: multi-node restarts need TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in torchrun's "
+              "environment (launch/multinode.sh sets it)", file=sys.stderr, flush=True)
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     return dist.PrefixStore(f"fedfair/attempt_{attempt}", base)
 
@@ -102,6 +114,7 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
     every agent's model; on an agent: its final model ``w`` and the bytes it received.
     """
     from .agent import Agent
+    from .checkpoint import Checkpointer, resume_requested
     from .logs import RunLog
     from .server import Server, agent_table
     from .strategies import ServerContext, build_strategy
@@ -124,20 +137,32 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
         ctx = ServerContext(agents=cfg.data.agents, dim=dim, layer_sizes=sizes,
                             shard_sizes=[len(s.indices) for s in setup.shards])
         strategy = build_strategy(cfg, ctx)
+        # every rank: the newest checkpoint complete on all ranks, if this is a resume (collective)
+        ckpt = Checkpointer(cfg, rank)
+        start, state = ckpt.agree(resume_requested(cfg))
         if rank == 0:
             if strategy.needs_validation:
                 ctx.validation_accuracy = _validation_accuracy(cfg, setup)
-            log = RunLog(cfg)
+            log = RunLog(cfg, resume_after=start)
             transport = ServerTransport(cfg.data.agents, dim + strategy.extras, len(STATS_FIELDS),
-                                        torch.device("cpu"))
+                                        torch.device("cpu"), timeout_s=cfg.comm.timeout_s)
             server = Server(cfg, setup.task, model, strategy, transport, log)
-            summary = server.run()
-            log.close()
+            if state is not None:
+                server.load_state_dict(state)
+            server.checkpointer = ckpt
+            try:
+                summary = server.run(start_round=start + 1)
+            finally:
+                log.close()
             print(agent_table(summary), flush=True)
             return {"summary": summary, "w": server.w.clone(), "agent_models": server.agent_models}
         torch.manual_seed(cfg.run.seed * 7919 + rank)  # dropout and other global-RNG use, distinct per agent
-        agent = Agent(cfg, rank, setup.task, setup.shards[rank - 1], model, strategy, AgentTransport())
-        agent.run()
+        agent = Agent(cfg, rank, setup.task, setup.shards[rank - 1], model, strategy,
+                      AgentTransport(cfg.comm.timeout_s))
+        if state is not None:
+            agent.load_state_dict(state)
+        agent.checkpointer = ckpt
+        agent.run(start_round=start + 1)
         return {"w": agent.w.clone(), "received": agent.transport.received}
     finally:
         dist.destroy_process_group()
@@ -169,10 +194,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def fail(message: str, rank: int = 0) -> None:
+def one_line(message: str) -> str:
+    """Bad-input messages are one line, and name config fields as the config does."""
+    text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    return re.sub(r"(?<![.\w])(pool_size|shard_size|val_size|label_noise)(?=[=\[])", r"data.\1", text)
+
+
+def fail(message: str, rank: int = 0, code: int = 2) -> None:
     if rank == 0:
-        print(f"fedfair: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+        print(f"fedfair: error: {one_line(message)}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def check_runnable(cfg: Config) -> None:
+    """What the config cannot know alone: an implemented method, the devices a backend needs."""
+    from .strategies import REGISTRY
+
+    if cfg.mechanism.method not in REGISTRY:
+        raise SetupError(f"mechanism.method = {cfg.mechanism.method!r} is not implemented in this build: "
+                         f"available: {', '.join(REGISTRY)}")
+    if cfg.comm.backend == "nccl":
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if gpus < local_world:
+            raise SetupError(f"comm.backend = 'nccl' needs one CUDA device per rank: this node has {gpus} for "
+                             f"{local_world} local ranks; use comm.backend = 'gloo' or 'auto'")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -186,11 +232,24 @@ def main(argv: list[str] | None = None) -> None:
             print(cfg.data.agents + 1)
             return
         check_world_size(cfg, world_size)
+        check_runnable(cfg)
         setup = prepare(cfg)
-    except (ConfigError, SetupError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, SetupError, ValueError, OSError) as e:
         fail(str(e), rank)
         return
-    run_rank(cfg, rank, world_size, setup=setup)
+    from .checkpoint import CheckpointError
+    from .transport import RunAborted
+
+    try:
+        run_rank(cfg, rank, world_size, setup=setup)
+    except CheckpointError as e:
+        fail(str(e), rank)
+    except RunAborted as e:
+        # one line from the rank that saw the failure; ranks that only lost their peer stay quiet
+        if not e.quiet:
+            print(f"fedfair: error: {one_line(str(e))}", file=sys.stderr, flush=True)
+        sys.stderr.flush()
+        os._exit(1)  # do not wait on a broken process group
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ import torch
 
 from .agent import STATS_FIELDS, is_eval_round
 from .config import Config
+from .faults import maybe_fail
 from .logs import RunLog, find_standalone_reference, reference_key
 from .mechanism import choose_encoding, encode, encoded_size
 from .metrics import pearson100
 from .strategies import RoundInput, Strategy
 from .training import evaluate, flatten_parameters
-from .transport import SIZE_HEADER_BYTES, ServerTransport
+from .transport import SIZE_HEADER_BYTES, PeerFailure, RunAborted, ServerTransport
 
 
 class Server:
@@ -43,10 +44,12 @@ class Server:
                                          "bytes_down_dense": 0, "bytes_ctrl": 0}
         self.last: dict[str, Any] = {}
         self.start_wall = time.perf_counter()
+        self.checkpointer = None  # fedfair.checkpoint.Checkpointer, set by run_rank
 
     # ------------------------------------------------------------------ one round
     def round(self, t: int) -> dict[str, Any]:
         cfg, n, dim = self.cfg, self.n, self.dim
+        maybe_fail(0, t)
         t_round = time.perf_counter()
         self.transport.ledger.reset()
         step, payloads, encodings, rejected = None, [None] * n, [""] * n, []
@@ -139,7 +142,13 @@ class Server:
         bar = tqdm(range(start_round, cfg.run.rounds + 1), disable=not cfg.run.progress, file=sys.stderr,
                    desc=f"{cfg.mechanism.method} {cfg.data.dataset}", unit="round", dynamic_ncols=True)
         for t in bar:
-            out = self.round(t)
+            try:
+                out = self.round(t)
+            except PeerFailure as e:
+                bar.close()
+                raise RunAborted(self.failure_message(e, t)) from None
+            if self.checkpointer is not None and self.checkpointer.due(t):
+                self.checkpointer.save(t, self.state_dict())  # every agent has saved round t: its stats came
             accs = [r["test_acc"] for r in out["agents"] if not math.isnan(r["test_acc"])]
             if accs:
                 self.bar_acc = (sum(accs) / len(accs), out["server"]["test_acc"])
@@ -149,6 +158,38 @@ class Server:
                                 f"(dense {self.totals['bytes_down_dense'] / 1e6:.2f})")
         bar.close()
         return self.finish()
+
+    def failure_message(self, e: PeerFailure, t: int) -> str:
+        if e.kind == "timeout":
+            what = f"stopped responding in round {t}: no {e.what} within comm.timeout_s = {self.cfg.comm.timeout_s:g} s"
+        else:
+            what = f"died in round {t}: its connection closed while the server waited for its {e.what}"
+        last = self.checkpointer.describe_last() if self.checkpointer is not None else "no checkpoints"
+        return f"agent {e.rank} (rank {e.rank}) {what}; {last}"
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {"w": self.w.clone(),
+                "agent_models": None if self.agent_models is None else self.agent_models.clone(),
+                "strategy": self.strategy.state_dict(), "totals": dict(self.totals), "last": self.last,
+                "last_eval": getattr(self, "last_eval", None), "bar_acc": getattr(self, "bar_acc", None),
+                "wall_s": time.perf_counter() - self.start_wall, "torch_rng": torch.get_rng_state(),
+                "ctx_generator": self.strategy.ctx.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.w.copy_(state["w"])
+        if self.agent_models is not None:
+            self.agent_models.copy_(state["agent_models"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.totals = dict(state["totals"])
+        self.last = state["last"]
+        if state["last_eval"] is not None:
+            self.last_eval = state["last_eval"]
+        if state["bar_acc"] is not None:
+            self.bar_acc = tuple(state["bar_acc"])
+        self.start_wall = time.perf_counter() - state["wall_s"]
+        torch.set_rng_state(state["torch_rng"])
+        self.strategy.ctx.generator.set_state(state["ctx_generator"])
 
     def finish(self) -> dict[str, Any]:
         cfg = self.cfg
