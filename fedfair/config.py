@@ -178,7 +178,7 @@ class CommConfig:
 
     def __post_init__(self) -> None:
         _check(self.backend in ("auto", "gloo", "nccl"), "comm.backend", self.backend, "auto, gloo or nccl")
-        _check(self.timeout_s > 0, "comm.timeout_s", self.timeout_s, "must be > 0")
+        _check(0 < self.timeout_s < 1e6, "comm.timeout_s", self.timeout_s, "must be a number of seconds in (0, 1e6)")
         _check(self.encoding in ("auto", "dense", "index", "bitmap"), "comm.encoding", self.encoding,
                "auto, dense, index or bitmap")
 

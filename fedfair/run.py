@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         check_world_size(cfg, world_size)
         check_runnable(cfg)
         setup = prepare(cfg)
+        build_model(cfg, setup)  # a model that does not fit the data stops here, not in every rank
     except (ConfigError, SetupError, ValueError, OSError) as e:
         fail(str(e), rank)
         return

@@ -1,0 +1,201 @@
+"""Bad input stops the job before any process group exists: exit code 2 and ONE line
+'fedfair: error: ...' naming the field, the value and what is allowed.
+
+Table-driven through the entry point ``fedfair.run.main`` (in-process: fast), plus a few real
+``python -m fedfair.run`` processes to check what a user sees.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fedfair.run import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = str(ROOT / "configs" / "default.toml")
+E = "fedfair: error: "
+MECH_KEYS = ("method, alpha, beta, grad_norm, mask_scope, r_min, standalone_step, qffl_q, cffl_threshold, "
+             "cffl_alpha, eci_permutations, behaviours")
+
+# (id, overrides, expected message after 'fedfair: error: '); world size = data.agents + 1 unless given
+OVERRIDES = [
+    ("agents<1", ["data.agents=0"], "data.agents = 0 is invalid: must be >= 1"),
+    ("agents negative", ["data.agents=-3"], "data.agents = -3 is invalid: must be >= 1"),
+    ("beta<1", ["mechanism.beta=0.5"], "mechanism.beta = 0.5 is invalid: must be >= 1 (inf = no sparsification)"),
+    ("beta nan", ["mechanism.beta=nan"], "mechanism.beta = nan is invalid: must be >= 1 (inf = no sparsification)"),
+    ("alpha=1", ["mechanism.alpha=1"], "mechanism.alpha = 1.0 is invalid: must be in [0, 1)"),
+    ("alpha<0", ["mechanism.alpha=-0.1"], "mechanism.alpha = -0.1 is invalid: must be in [0, 1)"),
+    ("gamma=0", ["mechanism.grad_norm=0"], "mechanism.grad_norm = 0.0 is invalid: must be a finite number > 0"),
+    ("gamma<0", ["mechanism.grad_norm=-1"], "mechanism.grad_norm = -1.0 is invalid: must be a finite number > 0"),
+    ("gamma inf", ["mechanism.grad_norm=inf"], "mechanism.grad_norm = inf is invalid: must be a finite number > 0"),
+    ("unknown method", ["mechanism.method=fedprox"],
+     "mechanism.method = 'fedprox' is invalid: one of cgsv, standalone, fedavg, dw, eu, rr, qffl, cffl, eci"),
+    ("unknown key", ["mechanism.betta=2"], f"unknown config key mechanism.betta: [mechanism] has {MECH_KEYS}"),
+    ("unknown section", ["nosuch.key=1"],
+     "unknown config section [nosuch]: expected one of run, data, train, mechanism, comm"),
+    ("int as float", ["run.rounds=1.5"], "run.rounds = 1.5 is invalid: expected an integer"),
+    ("int as word", ["run.rounds=ten"], "run.rounds = 'ten' is invalid: expected an integer"),
+    ("bool as word", ["run.resume=maybe"], "run.resume = 'maybe' is invalid: expected true or false"),
+    ("float as word", ["mechanism.beta=high"], "mechanism.beta = 'high' is invalid: expected a number"),
+    ("list as scalar", ["data.label_noise=0.1"], "data.label_noise = 0.1 is invalid: expected a list"),
+    ("string agents", ['data.agents="five"'], "data.agents = 'five' is invalid: expected an integer"),
+    ("unknown partition", ["data.partition=dirichlet"], "data.partition = 'dirichlet' is invalid: one of uni, pow, cla"),
+    ("unknown dataset", ["data.dataset=imagenet"],
+     "data.dataset = 'imagenet' is invalid: one of digits, mnist, fashion_mnist, cifar10, mr, sst5"),
+    ("pool larger than data", ["data.partition=uni", "data.pool_size=5000"],
+     "data.pool_size=5000 must be in [1, 1437]: digits has 1437 training samples, 0 held out for validation"),
+    ("validation larger than data", ["data.val_size=5000"],
+     "data.val_size=5000 must be in [0, 1436]: the training data has 1437 samples"),
+    ("more agents than samples", ["data.partition=uni", "data.agents=3", "data.pool_size=2"],
+     "data.pool_size=2 is smaller than agents=3: UNI shards would be empty"),
+    ("label noise > 1", ["data.label_noise=[1.5]"], "data.label_noise = [1.5] is invalid: fractions must be in [0, 1]"),
+    ("label noise too long", ["data.agents=1", "data.label_noise=[0.1, 0.2]"],
+     "data.label_noise = [0.1, 0.2] is invalid: at most one fraction per agent (1)"),
+    ("unknown behaviour", ["mechanism.behaviours=['honest', 'evil']"],
+     "mechanism.behaviours = ['honest', 'evil'] is invalid: entries must be one of honest, free_rider, sign_flipper, "
+     "scaled, replayer, nan"),
+    ("too many behaviours", ["data.agents=1", "mechanism.behaviours=['honest', 'nan']"],
+     "mechanism.behaviours = ['honest', 'nan'] is invalid: at most one behaviour per agent (1)"),
+    ("timeout 0", ["comm.timeout_s=0"], "comm.timeout_s = 0.0 is invalid: must be a number of seconds in (0, 1e6)"),
+    ("timeout inf", ["comm.timeout_s=inf"], "comm.timeout_s = inf is invalid: must be a number of seconds in (0, 1e6)"),
+    ("unknown backend", ["comm.backend=mpi"], "comm.backend = 'mpi' is invalid: auto, gloo or nccl"),
+    ("nccl without GPUs", ["comm.backend=nccl"],
+     "comm.backend = 'nccl' needs one CUDA device per rank: this node has 0 for 1 local ranks; "
+     "use comm.backend = 'gloo' or 'auto'"),
+    ("unknown encoding", ["comm.encoding=zip"], "comm.encoding = 'zip' is invalid: auto, dense, index or bitmap"),
+    ("lr 0", ["train.lr=0"], "train.lr = 0.0 is invalid: must be a finite number > 0"),
+    ("lr decay > 1", ["train.lr_decay=1.5"], "train.lr_decay = 1.5 is invalid: must be in (0, 1]"),
+    ("unknown optimizer", ["train.optimizer=rmsprop"], "train.optimizer = 'rmsprop' is invalid: sgd or adam"),
+    ("no local work", ["train.local_steps=0"],
+     "train.local_steps = 0 is invalid: local_steps or local_epochs must be > 0"),
+    ("batch 0", ["train.batch_size=0"], "train.batch_size = 0 is invalid: must be >= 1"),
+    ("unknown mask scope", ["mechanism.mask_scope=row"], "mechanism.mask_scope = 'row' is invalid: layer or global"),
+    ("r_min 1", ["mechanism.r_min=1"], "mechanism.r_min = 1.0 is invalid: must be in [0, 1)"),
+    ("eval_every 0", ["run.eval_every=0"], "run.eval_every = 0 is invalid: must be >= 1"),
+    ("checkpoint_every<0", ["run.checkpoint_every=-1"], "run.checkpoint_every = -1 is invalid: must be >= 0"),
+    ("rounds 0", ["run.rounds=0"], "run.rounds = 0 is invalid: must be >= 1"),
+    ("name with slash", ["run.name=a/b"], "run.name = 'a/b' is invalid: a non-empty name without '/'"),
+    ("test fraction 1", ["data.test_fraction=1"], "data.test_fraction = 1.0 is invalid: must be in (0, 1)"),
+    ("override without =", ["mechanism"], "override 'mechanism' is invalid: expected section.key=value"),
+    ("override too deep", ["a.b.c=1"], "override key 'a.b.c' is invalid: expected section.key (e.g. mechanism.beta)"),
+    ("override a section", ["data=1"], "override key 'data' is invalid: expected section.key (e.g. mechanism.beta)"),
+    ("model does not fit data", ["data.dataset=mnist", "data.data_dir={mnist}"],
+     "digits_cnn takes 8x8 images; mnist has 28x28"),
+    ("wrong world size", ["@world=3"],
+     "world size 3 does not fit data.agents = 5: a run needs N + 1 = 6 ranks (rank 0 = server), e.g. torchrun "
+     "--nproc_per_node 6 -m fedfair.run ..."),
+    ("world size for other N", ["data.agents=2", "@world=6"],
+     "world size 6 does not fit data.agents = 2: a run needs N + 1 = 3 ranks (rank 0 = server), e.g. torchrun "
+     "--nproc_per_node 3 -m fedfair.run ..."),
+    ("missing MNIST files", ["data.dataset=mnist", "data.data_dir={partial}", "train.model="],
+     "incomplete idx files in {partial}: found ['train-images-idx3-ubyte'], missing ['train-labels-idx1-ubyte', "
+     "'t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'] (raw or .gz)"),
+    ("corrupt MNIST pickle", ["data.dataset=mnist", "data.data_dir={notgz}", "train.model="],
+     "cannot read {notgz} as mnist.pkl.gz (gzip pickle of (train, valid, test) (x, y) pairs): BadGzipFile: Not a "
+     "gzipped file (b'no')"),
+    ("truncated MNIST pickle", ["data.dataset=mnist", "data.data_dir={truncgz}", "train.model="],
+     "cannot read {truncgz} as mnist.pkl.gz (gzip pickle of (train, valid, test) (x, y) pairs): UnpicklingError: "
+     "invalid load key, 'x'."),
+    ("missing CIFAR-10", ["data.dataset=cifar10", "data.data_dir={empty}", "train.model="],
+     "CIFAR-10 (cifar-10-batches-py: data_batch_1..5, test_batch) not found. Looked in: {empty}/cifar-10-batches-py; "
+     "{empty}; {empty}/cifar-10-python.tar.gz. To fix: "),
+]
+
+# (id, config file text, expected message); {path} is the file's path
+FILES = [
+    ("missing config file", None, "config file '{path}' not found"),
+    ("invalid TOML", "[run]\nrounds = = 3\n", "config file '{path}' is not valid TOML: Invalid value (at line 2, column 10)"),
+    ("section not a table", "run = 3\n", "[run] must be a table of keys"),
+    ("wrong type in file", "[run]\nrounds = \"ten\"\n", "run.rounds = 'ten' is invalid: expected an integer"),
+    ("unknown key in file", "[data]\nagent = 5\n",
+     "unknown config key data.agent: [data] has dataset, data_dir, partition, agents, pool_size, shard_size, "
+     "label_noise, val_size, test_fraction"),
+    ("bool where a number is", "[mechanism]\nbeta = true\n", "mechanism.beta = True is invalid: expected a number"),
+]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    (d / "partial").mkdir()
+    (d / "partial" / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + bytes(12))
+    (d / "notgz").write_bytes(b"no")
+    (d / "truncgz").write_bytes(gzip.compress(b"x" * 1000)[:20])
+    (d / "empty").mkdir()
+    mnist = d / "mnist"  # a tiny valid MNIST (idx files) so that only the model is wrong
+    mnist.mkdir()
+    for name, magic, shape in (("train-images-idx3-ubyte", 3, (20, 28, 28)), ("train-labels-idx1-ubyte", 1, (20,)),
+                               ("t10k-images-idx3-ubyte", 3, (10, 28, 28)), ("t10k-labels-idx1-ubyte", 1, (10,))):
+        n = 1
+        for s in shape:
+            n *= s
+        head = bytes([0, 0, 8, magic]) + b"".join(s.to_bytes(4, "big") for s in shape)
+        body = bytes((i % 10) for i in range(n))
+        (mnist / name).write_bytes(head + body)
+    return {"partial": str(d / "partial"), "notgz": str(d / "notgz"), "truncgz": str(d / "truncgz"),
+            "empty": str(d / "empty"), "mnist": str(mnist)}
+
+
+def run_main(monkeypatch, capsys, args: list[str], world: int) -> tuple[int, list[str]]:
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    return exit_.value.code, capsys.readouterr().err.splitlines()
+
+
+@pytest.mark.parametrize("overrides,expected", [c[1:] for c in OVERRIDES], ids=[c[0] for c in OVERRIDES])
+def test_bad_override(overrides, expected, files, monkeypatch, capsys):
+    args = [o.format(**files) for o in overrides if not o.startswith("@")]
+    agents = [int(a.split("=")[1]) for a in args if a.startswith("data.agents=") and a.split("=")[1].lstrip("-").isdigit()]
+    world = next((int(o[7:]) for o in overrides if o.startswith("@world=")), (agents[-1] if agents else 5) + 1)
+    code, err = run_main(monkeypatch, capsys, ["--config", DEFAULT, *args], world)
+    assert code == 2
+    assert len(err) == 1, err
+    message = expected.format(**files)
+    if message.endswith("To fix: "):  # the how-to text is the data layer's; the line must say what and where
+        assert err[0].startswith(E + message)
+    else:
+        assert err[0] == E + message
+
+
+@pytest.mark.parametrize("text,expected", [c[1:] for c in FILES], ids=[c[0] for c in FILES])
+def test_bad_config_file(text, expected, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "bad.toml"
+    if text is not None:
+        path.write_text(text)
+    code, err = run_main(monkeypatch, capsys, ["--config", str(path)], 6)
+    assert code == 2
+    assert err == [E + expected.format(path=path)]
+
+
+def test_at_least_forty_bad_inputs_are_tried():
+    assert len(OVERRIDES) + len(FILES) >= 40
+
+
+def _cli(*args: str, world_size: int = 6) -> subprocess.CompletedProcess:
+    env = dict(os.environ, RANK="0", WORLD_SIZE=str(world_size), LOCAL_RANK="0", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "fedfair.run", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=300)
+
+
+def test_the_real_command_prints_one_line_and_exits_2(files):
+    for args, expected in ((["mechanism.alpha=1"], "mechanism.alpha = 1.0 is invalid: must be in [0, 1)"),
+                           (["data.dataset=mnist", f"data.data_dir={files['notgz']}", "train.model="],
+                            f"cannot read {files['notgz']} as mnist.pkl.gz (gzip pickle of (train, valid, test) (x, y) "
+                            "pairs): BadGzipFile: Not a gzipped file (b'no')")):
+        p = _cli("--config", DEFAULT, *args)
+        assert p.returncode == 2
+        assert p.stderr.splitlines() == [E + expected]
+    # an agent rank says nothing (rank 0 speaks for the job) but stops the same way
+    env = dict(os.environ, RANK="3", WORLD_SIZE="6", OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-m", "fedfair.run", "--config", DEFAULT, "mechanism.beta=0"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert p.returncode == 2 and p.stderr == ""
