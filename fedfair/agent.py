@@ -52,7 +52,7 @@ class Agent:
         if b == "honest":
             return delta
         if b == "free_rider":  # random noise with the norm an honest update would have
-            noise = torch.randn(delta.shape, generator=self.generator, dtype=delta.dtype)
+            noise = torch.randn(delta.shape, generator=self.generator, dtype=delta.dtype).to(delta.device)
             return noise * (delta.norm() / (noise.norm() + 1e-12))
         if b == "sign_flipper":
             return -delta
@@ -78,9 +78,9 @@ class Agent:
         if self.strategy.communicates:
             upload = self.disguise(delta)
             self.w.copy_(w_before)
-            row = torch.cat([upload.to(torch.float32), torch.tensor(extras, dtype=torch.float32)])
+            row = torch.cat([upload.to(torch.float32), torch.tensor(extras, dtype=torch.float32, device=upload.device)])
             self.transport.send_upload(row)
-            reward = decode(self.transport.receive_reward()).to(self.w.dtype)
+            reward = decode(self.transport.receive_reward()).to(self.w.device, self.w.dtype)
             self.w.add_(reward)
             if self.behaviour == "replayer":
                 self.last_reward = reward

@@ -82,6 +82,17 @@ def choose_backend(cfg: Config) -> str:
     return "gloo"
 
 
+def choose_device(backend: str) -> torch.device:
+    """NCCL: each rank its own GPU (LOCAL_RANK). gloo: agents train on a GPU when there is one
+    (ranks may share it) and tensors are staged through the host for the wire; else the CPU.
+    The server's mechanism always runs on the host (its top-k and codecs are numpy)."""
+    if backend == "nccl":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
 def elastic_store(world_size: int, rank: int, timeout: timedelta) -> dist.Store:
     """torchrun's store, under a prefix fresh for every restart.
 
@@ -132,6 +143,9 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
     backend = choose_backend(cfg)
     if store is None:
         store = elastic_store(world_size, rank, timeout)
+    device = choose_device(backend)
+    if backend == "nccl":
+        torch.cuda.set_device(device)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
     try:
         ctx = ServerContext(agents=cfg.data.agents, dim=dim, layer_sizes=sizes,
@@ -145,7 +159,7 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
                 ctx.validation_accuracy = _validation_accuracy(cfg, setup)
             log = RunLog(cfg, resume_after=start)
             transport = ServerTransport(cfg.data.agents, dim + strategy.extras, len(STATS_FIELDS),
-                                        torch.device("cpu"), timeout_s=cfg.comm.timeout_s)
+                                        device, timeout_s=cfg.comm.timeout_s)
             server = Server(cfg, setup.task, model, strategy, transport, log)
             if state is not None:
                 server.load_state_dict(state)
@@ -157,13 +171,13 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
             print(agent_table(summary), flush=True)
             return {"summary": summary, "w": server.w.clone(), "agent_models": server.agent_models}
         torch.manual_seed(cfg.run.seed * 7919 + rank)  # dropout and other global-RNG use, distinct per agent
-        agent = Agent(cfg, rank, setup.task, setup.shards[rank - 1], model, strategy,
-                      AgentTransport(cfg.comm.timeout_s))
+        agent = Agent(cfg, rank, setup.task, setup.shards[rank - 1], model.to(device), strategy,
+                      AgentTransport(cfg.comm.timeout_s, device))
         if state is not None:
             agent.load_state_dict(state)
         agent.checkpointer = ckpt
         agent.run(start_round=start + 1)
-        return {"w": agent.w.clone(), "received": agent.transport.received}
+        return {"w": agent.w.cpu().clone(), "received": agent.transport.received}
     finally:
         dist.destroy_process_group()
 

@@ -44,6 +44,7 @@ class LocalTrainer:
         self.cfg = cfg
         self.generator = generator
         params = list(model.parameters())
+        self.device = params[0].device
         if cfg.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr)
         else:
@@ -71,6 +72,7 @@ class LocalTrainer:
         losses = []
         for pos in self._batches():
             x, y = self.task.batch("train", self.indices[pos], self.labels[pos])
+            x, y = x.to(self.device), y.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
             loss = F.nll_loss(self.model(x), y)
             loss.backward()
@@ -98,6 +100,8 @@ def evaluate(model: nn.Module, task, split: str, indices=None, labels=None, batc
         idx = indices[start:start + batch_size]
         lab = None if labels is None else labels[start:start + batch_size]
         x, y = task.batch(split, idx, lab)
+        device = next(model.parameters()).device
+        x, y = x.to(device), y.to(device)
         out = model(x)
         total_loss += F.nll_loss(out, y, reduction="sum").item()
         correct += (out.argmax(1) == y).sum().item()

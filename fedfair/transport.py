@@ -98,9 +98,14 @@ class Ledger:
         self.ctrl = [0] * self.agents
 
 
-def _cpu(t: torch.Tensor) -> torch.Tensor:
-    """gloo carries CPU tensors only: stage CUDA tensors through the host."""
-    return t.cpu() if t.is_cuda and dist.get_backend() == "gloo" else t
+def wire_device(device: torch.device) -> torch.device:
+    """Where tensors must sit to be sent: gloo carries host tensors, NCCL the rank's own GPU."""
+    return torch.device("cpu") if dist.get_backend() == "gloo" else device
+
+
+def _staged(t: torch.Tensor, wire: torch.device) -> torch.Tensor:
+    """Stage a tensor onto the wire's device (CUDA tensors go through the host for gloo)."""
+    return t if t.device == wire else t.to(wire)
 
 
 class ServerTransport:
@@ -112,7 +117,7 @@ class ServerTransport:
         self.timeout_s = timeout_s
         self.ledger = Ledger(agents)
         self.device = device
-        wire = device if dist.get_backend() != "gloo" else torch.device("cpu")
+        self.wire = wire = wire_device(device)
         self.uploads = torch.empty(agents, row_size, dtype=torch.float32, device=wire)
         self.stats = torch.empty(agents, stats_size, dtype=torch.float64, device=wire)
 
@@ -124,14 +129,14 @@ class ServerTransport:
             self.ledger.up[i] += nbytes(self.uploads[i])
 
         _wait_all(reqs, "upload", self.timeout_s, count)
-        return self.uploads
+        return self.uploads.cpu()  # the mechanism works on the host (a no-op for gloo)
 
     def send_rewards(self, payloads: list[torch.Tensor]) -> None:
         """Agent i gets a size header and then payloads[i] (uint8), nothing else."""
-        headers = [torch.tensor([p.numel()], dtype=torch.int64) for p in payloads]
+        headers = [torch.tensor([p.numel()], dtype=torch.int64, device=self.wire) for p in payloads]
         reqs = []
         for i, (h, p) in enumerate(zip(headers, payloads)):
-            p = _cpu(p).contiguous()
+            p = _staged(p, self.wire).contiguous()
             reqs.append((i + 1, _post(dist.isend, h, i + 1, i + 1, "reward")))
             reqs.append((i + 1, _post(dist.isend, p, i + 1, i + 1, "reward")))
             self.ledger.down[i] += nbytes(h) + nbytes(p)
@@ -146,31 +151,32 @@ class ServerTransport:
             self.ledger.ctrl[i] += nbytes(self.stats[i])
 
         _wait_all(reqs, "round statistics", self.timeout_s, count)
-        return self.stats
+        return self.stats.cpu()
 
 
 class AgentTransport:
     """An agent's end: send its upload and stats to the server, receive its own reward."""
 
-    def __init__(self, timeout_s: float | None = None) -> None:
+    def __init__(self, timeout_s: float | None = None, device: torch.device = torch.device("cpu")) -> None:
+        self.wire = wire_device(device)
         self.sent = 0
         self.received = 0
         # the reward comes after every agent's training and the server's step: allow twice the timeout
         self.timeout_s = None if timeout_s is None else 2 * timeout_s
 
     def send_upload(self, row: torch.Tensor) -> None:
-        row = _cpu(row).contiguous()
+        row = _staged(row, self.wire).contiguous()
         _wait(_post(dist.isend, row, 0, 0, "upload"), 0, "upload", self.timeout_s)
         self.sent += nbytes(row)
 
     def receive_reward(self) -> torch.Tensor:
-        header = torch.empty(1, dtype=torch.int64)
+        header = torch.empty(1, dtype=torch.int64, device=self.wire)
         _wait(_post(dist.irecv, header, 0, 0, "reward"), 0, "reward", self.timeout_s)
-        payload = torch.empty(int(header.item()), dtype=torch.uint8)
+        payload = torch.empty(int(header.item()), dtype=torch.uint8, device=self.wire)
         _wait(_post(dist.irecv, payload, 0, 0, "reward"), 0, "reward", self.timeout_s)
         self.received += nbytes(header) + nbytes(payload)
-        return payload
+        return payload.cpu()  # codecs decode on the host
 
     def send_stats(self, stats: torch.Tensor) -> None:
-        stats = stats.to(torch.float64).contiguous()
+        stats = _staged(stats.to(torch.float64), self.wire).contiguous()
         _wait(_post(dist.isend, stats, 0, 0, "round statistics"), 0, "round statistics", self.timeout_s)
