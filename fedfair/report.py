@@ -39,6 +39,24 @@ METHOD_ORDER = ("standalone", "fedavg", "dw", "eu", "rr", "qffl", "cffl", "eci",
 METHOD_LABELS = {"standalone": "Standalone", "fedavg": "FedAvg", "dw": "DW", "eu": "EU", "rr": "RR",
                  "qffl": "q-FFL", "cffl": "CFFL", "eci": "ECI", "cgsv": "CGSV"}
 PARTITION_ORDER = ("uni", "pow", "cla")
+# The paper's numbers (Xu et al. 2021) for the settings we reproduce, shown beside ours as "(paper)" rows.
+# Keys: (dataset, agents) -> (method, beta or None) -> partition -> value.
+PAPER_ACCURACY = {  # Table 1: mean (max) final accuracy, %
+    ("mnist", 10): {
+        ("standalone", None): {"uni": (91, 91), "pow": (88, 92), "cla": (53, 92)},
+        ("fedavg", None): {"uni": (93, 94), "pow": (92, 94), "cla": (53, 93)},
+        ("cgsv", 1.0): {"uni": (96, 97), "pow": (94, 95), "cla": (74, 95)},
+        ("cgsv", 2.0): {"uni": (96, 96), "pow": (95, 96), "cla": (73, 94)},
+    },
+}
+PAPER_RHO = {  # Table 2: rho x 100
+    ("mnist", 10): {
+        ("fedavg", None): {"uni": -45.60, "pow": 55.24, "cla": 24.12},
+        ("cgsv", 1.0): {"uni": 94.03, "pow": 95.74, "cla": 94.54},
+    },
+}
+PAPER_GAP = 3.0
+"""Accuracy points between our mean and the paper's beyond which a cell is flagged (†)."""
 UNDEFINED = "undefined"
 NO_REFERENCE = "n/a"
 MISSING = "–"
@@ -227,19 +245,35 @@ def build_tables(setting: tuple[str, int, int], grid: dict[tuple, dict[str, Cell
                   key=lambda p: (PARTITION_ORDER.index(p) if p in PARTITION_ORDER else 99, p))
     base = {"dataset": dataset, "agents": agents, "rounds": rounds}
 
-    def table(key: str, title: str, note: str, rows: list[tuple], render: Callable[[Cell], tuple[str, dict]]) -> Table:
-        cells, records = {}, []
+    def table(key: str, title: str, note: str, rows: list[tuple], render: Callable[[Cell], tuple[str, dict]],
+              paper: dict | None = None, paper_text: Callable[[Any], str] = str,
+              flag: Callable[[dict, Any], bool] | None = None) -> Table:
+        cells, records, labels = {}, [], []
+        paper = paper or {}
         for rk in rows:
+            label = row_label(rk)
+            labels.append(label)
+            ref = paper.get((rk[2], rk[1] if rk[2] in BETA_METHODS else None), {})
             for p in cols:
                 cell = grid[rk].get(p)
                 if cell is None:
                     continue
                 text, values = render(cell)
-                cells[(row_label(rk), p)] = text
+                if p in ref and flag is not None and flag(values, ref[p]):
+                    text += " †"
+                cells[(label, p)] = text
                 records.append({**base, "method": rk[2], "beta": (rk[1] if rk[2] in BETA_METHODS else ""),
-                                "label": row_label(rk), "partition": p, "seeds": _seeds_text(cell),
-                                "cell": text, **values})
-        return Table(key, title, note, [row_label(rk) for rk in rows], cols, cells, records)
+                                "label": label, "partition": p, "seeds": _seeds_text(cell),
+                                "cell": text, **values, "source": "fedfair"})
+            if ref:
+                labels.append(f"{label} (paper)")
+                for p, v in ref.items():
+                    if p in cols:
+                        cells[(f"{label} (paper)", p)] = paper_text(v)
+                        records.append({**base, "method": rk[2], "beta": (rk[1] if rk[2] in BETA_METHODS else ""),
+                                        "label": f"{label} (paper)", "partition": p, "seeds": "",
+                                        "cell": paper_text(v), "source": "paper"})
+        return Table(key, title, note, labels, cols, cells, records)
 
     def acc(cell: Cell) -> tuple[str, dict]:
         means = cell.values(lambda r: _num(r.summary.get("mean_acc")))
@@ -284,16 +318,30 @@ def build_tables(setting: tuple[str, int, int], grid: dict[tuple, dict[str, Cell
                  "down_fraction_of_dense": _avg(frac, 1, 6)})
 
     not_standalone = [rk for rk in row_keys if rk[2] != "standalone"]
+    paper_note = (f" Rows marked (paper) are the paper's Table 1; † marks our mean more than {PAPER_GAP:g} points "
+                  "from the paper's." if (dataset, agents) in PAPER_ACCURACY else "")
+
+    def acc_gap(values: dict, ref: tuple[float, float]) -> bool:
+        ours = values.get("mean_acc")
+        return isinstance(ours, float) and abs(ours - ref[0]) > PAPER_GAP
+
+    def local_gap(values: dict, ref: tuple[float, float]) -> bool:
+        return acc_gap({"mean_acc": values.get("mean_local_acc")}, ref)
+
     acc_note = ("Accuracy of each agent's model after its last reward (`test_acc`), on the common test set; "
                 "cell = mean over agents (max over agents), %, averaged over seeds (± sd when several).")
     return [
-        table("table1_accuracy", "Table 1: mean (max) final accuracy, % (test_acc)", acc_note, row_keys, acc),
+        table("table1_accuracy", "Table 1: mean (max) final accuracy, % (test_acc)", acc_note + paper_note,
+              row_keys, acc, PAPER_ACCURACY.get((dataset, agents)), lambda v: f"{v[0]} ({v[1]})", acc_gap),
         table("table1_local_accuracy", "Table 1, local_acc variant: mean (max) final accuracy, % (local_acc)",
               "Accuracy of each agent's model right after its local training in the final round, before upload "
-              "(`local_acc`): the paper's FedAvg rows can only be this (see spec/baselines.md).", row_keys, local_acc),
+              "(`local_acc`): the paper's FedAvg rows can only be this (see spec/baselines.md)." + paper_note,
+              row_keys, local_acc, PAPER_ACCURACY.get((dataset, agents)), lambda v: f"{v[0]} ({v[1]})", local_gap),
         table("table2_rho", "Table 2: fairness ρ = 100 · pearson(standalone accuracies, final accuracies)",
               f"`{UNDEFINED}`: zero variance on a side (never shown as 0); `{NO_REFERENCE}`: no standalone run with "
-              "the same data, training, seed and rounds.", not_standalone, rho),
+              "the same data, training, seed and rounds." + (" Rows marked (paper) are the paper's Table 2."
+                                                              if (dataset, agents) in PAPER_RHO else ""),
+              not_standalone, rho, PAPER_RHO.get((dataset, agents)), lambda v: f"{v:.2f}"),
         table("table7_rho_r", "Table 7: ρ_r = 100 · pearson(final r, final accuracies)",
               "r is the method's importance / reputation coefficient; methods without one show "
               f"`{UNDEFINED}`.", not_standalone, summary_rho("rho_r")),
