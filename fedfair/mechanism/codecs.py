@@ -153,9 +153,10 @@ def encode(indices: Tensor, values: Tensor, dim: int, encoding: str = "auto") ->
     )
     body = wire[HEADER_BYTES:]
     if encoding == "dense":
-        dense = torch.zeros(dim, dtype=values.dtype)
-        dense[indices] = values
-        body[:] = _bytes_of(dense)
+        # scatter straight into the payload (the header keeps the body aligned for every value dtype)
+        dense = payload[HEADER_BYTES:].view(values.dtype)
+        dense.zero_()
+        dense.index_copy_(0, indices.detach().cpu(), values.detach().cpu())
         return payload
     if encoding == "index":
         split = k * index_bytes
