@@ -30,6 +30,7 @@ import math
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -236,12 +237,41 @@ def launch_torchrun(run: PlannedRun, out_dir: Path, timeout_s: float) -> None:
     with open(log_path, "w") as log:
         log.write("$ " + shlex.join(run.command) + "\n")
         log.flush()
+        returncode = run_job(run.command, log, env, timeout_s)
+    if returncode is None:
+        raise RuntimeError(f"timed out after {timeout_s:.0f} s (see {log_path})")
+    if returncode != 0:
+        raise RuntimeError(f"exit status {returncode}: {_last_error_line(log_path)} (see {log_path})")
+
+
+def run_job(command: list[str], log, env: dict[str, str], timeout_s: float) -> int | None:
+    """Run a job in its own process group; returns its exit status, None on timeout.
+
+    On a timeout, Ctrl-C or SIGTERM to the sweep, the whole group (torchrun and its ranks) gets
+    SIGTERM, then SIGKILL 15 s later, so no rank outlives the sweep.
+    """
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _stop_group(proc)
+        return None
+    except BaseException:
+        _stop_group(proc)
+        raise
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
         try:
-            proc = subprocess.run(run.command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout_s)
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
         except subprocess.TimeoutExpired:
-            raise RuntimeError(f"timed out after {timeout_s:.0f} s (see {log_path})") from None
-    if proc.returncode != 0:
-        raise RuntimeError(f"exit status {proc.returncode}: {_last_error_line(log_path)} (see {log_path})")
+            continue
 
 
 def _last_error_line(path: Path) -> str:
@@ -465,11 +495,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.dry_run:
         return sweep.dry_run()
+
+    def on_sigterm(signum, frame):  # stop like Ctrl-C: the running job is stopped, the manifest written
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return sweep.run()
     except KeyboardInterrupt:
         print("fedfair.sweep: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
