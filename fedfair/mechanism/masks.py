@@ -132,18 +132,44 @@ def top_k_rewards(aggregate: Tensor, k: Sequence[int]) -> list[Reward]:
     return [(indices, aggregate.index_select(0, indices)) for indices in sets]
 
 
+def _threshold_members(keys: np.ndarray, ascending: np.ndarray, k: int, out: np.ndarray) -> None:
+    """out[j] = whether entry j is among the k largest keys (ties: the lower indices), in place.
+
+    ``ascending`` is ``keys`` sorted. The k-th largest key t splits the entries into those
+    above t (all kept), equal to t (the lowest-indexed ones fill the remaining places) and
+    below; the counts come from binary searches in ``ascending``, so the usual case is a
+    single compare pass, and only ties straddling the boundary cost a second one.
+    """
+    n = keys.size
+    if k <= 0:
+        out[:] = False
+        return
+    if k >= n:
+        out[:] = True
+        return
+    t = ascending[n - k]
+    below_or_equal = int(np.searchsorted(ascending, t, side="right"))
+    below = int(np.searchsorted(ascending, t, side="left"))
+    need = k - (n - below_or_equal)  # places left for entries equal to t (>= 1)
+    if need == below_or_equal - below:  # every tied entry fits
+        np.greater_equal(keys, t, out=out)
+    else:
+        np.greater(keys, t, out=out)
+        out[np.flatnonzero(keys == t)[:need]] = True
+
+
 def layer_top_k_rewards(aggregate: Tensor, layer_sizes: Sequence[int], q: Tensor) -> list[Reward]:
     """The reference code's reward: each parameter tensor keeps its own top entries.
 
     The aggregate is the concatenation of the model's flattened parameter tensors, of sizes
     ``layer_sizes`` in order. In tensor l, agent i keeps ``layer_k(layer_sizes, q_i)[l]`` entries
-    (ceil(n_l·q_i), capped at n_l − 1). One partial sort per tensor serves all agents.
+    (ceil(n_l·q_i), capped at n_l − 1), the largest magnitudes, ties broken by the lower index.
     Indices are global (offset by the tensor's start) and ascending.
 
-    The partial sorts fill one D-sized rank vector (an entry's place in its own tensor's
-    order; entries no agent keeps get the tensor's size). Agent i's membership is then one
-    compare per tensor into a reused D-sized mask and a single ``flatnonzero`` over it, which
-    yields global ascending indices directly (no per-tensor offsets or concatenation).
+    Each tensor's magnitudes are sorted once (as integer keys, no index bookkeeping), which
+    gives every agent's threshold by lookup. Agent i's membership is then one compare per
+    tensor into a reused D-sized mask and a single ``flatnonzero`` over it, which yields
+    global ascending indices directly.
     """
     _check_aggregate(aggregate)
     sizes = [int(n) for n in layer_sizes]
@@ -156,21 +182,18 @@ def layer_top_k_rewards(aggregate: Tensor, layer_sizes: Sequence[int], q: Tensor
     ks_per_agent = [layer_k(sizes, qi) for qi in q.tolist()]
     if not ks_per_agent:
         return []
-    rank = np.empty(dim, dtype=np.int32 if dim < 2**31 else np.int64)
-    bounds = []
+    keys = _magnitude_keys(aggregate.detach().cpu().abs())
+    layers = []
     start = 0
-    for layer, n in enumerate(sizes):
-        order = magnitude_order(aggregate[start : start + n], max(ks[layer] for ks in ks_per_agent)).numpy()
-        block = rank[start : start + n]
-        block.fill(n)
-        block[order] = np.arange(order.size, dtype=rank.dtype)
-        bounds.append((start, start + n))
+    for n in sizes:
+        layer_keys = keys[start : start + n]
+        layers.append((start, start + n, layer_keys, np.sort(layer_keys)))
         start += n
     members = np.empty(dim, dtype=np.bool_)
     rewards = []
     for ks in ks_per_agent:
-        for (lo, hi), k in zip(bounds, ks):
-            np.less(rank[lo:hi], k, out=members[lo:hi])
+        for (lo, hi, layer_keys, ascending), k in zip(layers, ks):
+            _threshold_members(layer_keys, ascending, k, members[lo:hi])
         indices = torch.from_numpy(np.flatnonzero(members))
         rewards.append((indices, aggregate.index_select(0, indices)))
     return rewards
