@@ -26,8 +26,6 @@ Logged: psi = s_i (validation accuracy), r = c (reputation), q.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..mechanism import reward_masks

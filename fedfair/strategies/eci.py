@@ -4,10 +4,18 @@ Each round the server values every agent by its Shapley value in the game
 
     ν(S) = validation accuracy of (w + Σ_{i∈S} a_i u_i),   ν(∅) = accuracy of w,
 
-with u_i the Γ-normalised uploads, a_i = |D_i| / Σ_j |D_j| (data-size weights over the valid
-uploads, the same weights as the aggregate, which is ν's grand coalition: w ← w + u_N,
-u_N = Σ_i a_i u_i), and w the server model before the round. Coalition weights are NOT
-renormalised within S, exactly as the formula above reads (baselines.md).
+with u_i the Γ-normalised uploads, w the server model before the round, and a_i the round's
+aggregation weights, so that ν's grand coalition is the server's own step (w ← w + u_N,
+u_N = Σ_i a_i u_i). Coalition weights are NOT renormalised within S, as the formula reads
+(baselines.md).
+
+Aggregation weights, as in the mechanism (mechanism.md: a_i = |D_i|/Σ|D| in round 1, the
+importance coefficients later): round 1 uses data-size weights; later rounds use ECI's own
+importance, the positive part of the accumulated values normalised to sum 1, clamped below
+at ``mechanism.r_min`` and renormalised (CGSV's clamp), or data-size weights while no agent
+has a positive total. (Fixed data-size weights were tried first: with Γ-normalised uploads
+they give a one-class CLA agent a full-norm vote every round, and the digits default's
+server model stalled near 62% accuracy.) Rejected uploads weigh 0 and are null players.
 
 - N ≤ 8: exact Shapley over all 2^N coalitions (``exact_shapley``; 2^N validation passes).
 - N > 8: permutation sampling (``sampled_shapley``, memoised coalitions) with
@@ -16,9 +24,8 @@ renormalised within S, exactly as the formula above reads (baselines.md).
 
 Each agent accumulates its values over rounds, C_i = Σ_t φ_i^t, and downloads the
 largest-magnitude share q_i = max(C_i, 0) / max_j C_j of u_N under ``mechanism.mask_scope``
-(q = 1 for everyone while no agent has a positive total). Rejected uploads take no part in
-the game (their agent is a null player). Expensive by design: every validation pass is
-server work and counted in mechanism_s.
+(q = 1 for everyone while no agent has a positive total). Expensive by design: every
+validation pass is server work and counted in mechanism_s.
 
 Logged: psi = φ^t (this round's Shapley values), r = C (accumulated), q.
 """
@@ -31,6 +38,19 @@ from .base import Reward, RoundInput, ServerStep, Strategy, normalised_rows, siz
 
 EXACT_UP_TO = 8
 """Exact Shapley for N ≤ this many agents, permutation sampling above."""
+
+
+def eci_weights(total: torch.Tensor, fallback: torch.Tensor, valid: torch.Tensor, r_min: float) -> torch.Tensor:
+    """Aggregation weights from accumulated values: positive part normalised, clamped at r_min, renormalised.
+
+    ``fallback`` (data-size weights) while no agent has a positive total; rejected uploads weigh 0.
+    """
+    positive = total.clamp_min(0.0)
+    if not positive.sum() > 0:
+        return fallback
+    a = (positive / positive.sum()).clamp_min(r_min)
+    a = torch.where(valid, a, torch.zeros_like(a))
+    return a / a.sum() if a.sum() > 0 else a
 
 
 def eci_fractions(total: torch.Tensor) -> torch.Tensor:
@@ -71,6 +91,8 @@ class ECI(Strategy):
     def server_step(self, inp: RoundInput) -> ServerStep:
         m = self.cfg.mechanism
         a = size_weights(self.ctx, inp.valid)
+        if inp.round > 1:
+            a = eci_weights(self.total, a, inp.valid, m.r_min)
         weighted = normalised_rows(inp, m.grad_norm) * a.to(inp.updates.dtype)[:, None]
         aggregate = weighted.sum(dim=0)
         phi = self.shapley(inp, weighted)
