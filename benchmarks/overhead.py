@@ -55,18 +55,21 @@ def run_method(method: str, rounds: int, out: str, extra: list[str]) -> dict:
     wall = torchrun(CONFIG, AGENTS + 1, [f"mechanism.method={method}", f"run.rounds={rounds}",
                                          f"run.eval_every={rounds + 1000}", f"run.name={name}",
                                          f"run.out_dir={out}", "run.progress=false", *extra])
-    run = Path(out) / name
+    return {"method": method, "rounds": rounds, "wall": wall, "extra": extra, **summarise(Path(out) / name)}
+
+
+def summarise(run: Path) -> dict:
+    """overhead_ratio and the per-round medians of a finished run's logs."""
     summary = json.loads((run / "summary.json").read_text())
     with open(run / "server.csv") as f:
         rows = list(csv.DictReader(f))
     mech = [float(r["mechanism_s"]) for r in rows]
     train = [float(r["train_s"]) for r in rows]
-    return {"method": method, "rounds": rounds, "wall": wall, "ratio": summary["overhead_ratio"],
-            "mech_med": statistics.median(mech), "mech_min": min(mech), "train_med": statistics.median(train),
-            "extra": extra}
+    return {"ratio": summary["overhead_ratio"], "mech_med": statistics.median(mech), "mech_min": min(mech),
+            "train_med": statistics.median(train)}
 
 
-def dedicated_estimate(repeats: int) -> str:
+def dedicated_estimate(repeats: int, batch: int = 32) -> str:
     """cgsv step vs one agent's local work, CPU time, one thread, same process, interleaved."""
     import torch.nn.functional as F
 
@@ -81,7 +84,7 @@ def dedicated_estimate(repeats: int) -> str:
     model = MnistCNN(10, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.25)
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(32, 1, 28, 28, generator=g), torch.randint(0, 10, (32,), generator=g)
+    x, y = torch.randn(batch, 1, 28, 28, generator=g), torch.randint(0, 10, (batch,), generator=g)
 
     def local_work() -> None:  # what one agent does per round: 3 mini-batch SGD steps
         for _ in range(3):
@@ -93,7 +96,7 @@ def dedicated_estimate(repeats: int) -> str:
     t = interleaved({"step": step, "train": local_work}, repeats)
     mech, train = t["step"][1], t["train"][1]
     return (f"contention-free (CPU time, 1 thread, min of {repeats}): cgsv server step N = {AGENTS}, "
-            f"D = {sum(sizes):,}: {mech * 1e3:.2f} ms; one agent's local work (3 SGD steps, batch 32): "
+            f"D = {sum(sizes):,}: {mech * 1e3:.2f} ms; one agent's local work (3 SGD steps, batch {batch}): "
             f"{train * 1e3:.1f} ms\n"
             f"  ratio to one agent's work (agents on their own cores): {mech / train:.4f}\n"
             f"  ratio to {AGENTS} agents' work in sequence (the reference code's loop): {mech / (AGENTS * train):.4f}\n"

@@ -40,7 +40,11 @@ def run(config: str, n: int, rounds: int, out: str, overrides: list[str]) -> dic
     name = f"scaling_{n}"
     wall = torchrun(config, n + 1, [f"data.agents={n}", f"run.rounds={rounds}", f"run.eval_every={rounds + 1000}",
                                     f"run.name={name}", f"run.out_dir={out}", "run.progress=false", *overrides])
-    folder = Path(out) / name
+    return {"n": n, "wall": wall, **summarise(Path(out) / name, rounds)}
+
+
+def summarise(folder: Path, rounds: int) -> dict:
+    """Medians over the steady rounds (2..rounds-1) of a finished run's logs."""
     with open(folder / "server.csv") as f:
         server = [r for r in csv.DictReader(f) if 1 < int(r["round"]) < rounds]
     with open(folder / "agents.csv") as f:
@@ -50,7 +54,7 @@ def run(config: str, n: int, rounds: int, out: str, overrides: list[str]) -> dic
         return statistics.median(float(r[key]) for r in rows)
 
     round_s, train_s, mech_s = med(server, "round_s"), med(server, "train_s"), med(server, "mechanism_s")
-    return {"n": n, "wall": wall, "round": round_s, "train": train_s, "mech": mech_s,
+    return {"round": round_s, "train": train_s, "mech": mech_s,
             "rest": statistics.median(float(r["round_s"]) - float(r["train_s"]) - float(r["mechanism_s"])
                                       for r in server),
             "agent_mean": med(agents, "train_s"),

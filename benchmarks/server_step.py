@@ -253,12 +253,13 @@ def main(argv: list[str] | None = None) -> None:
         check_agreement(*small, shapes)  # also warms both paths up
         dim = sum(int(torch.Size(s).numel()) for s in shapes)
         print(f"\nD = {dim:,} ({MODELS[key]}: {describe_split(shapes)}); rewards agree with the reference")
-        print(f"{'N':>4} {'fedfair ms':>10} {'ref ms':>9} {'speed-up':>8} {'cpu speed-up':>12} "
+        print(f"{'N':>4} {'fedfair ms':>10} {'(cpu)':>7} {'ref ms':>9} {'(cpu)':>8} {'speed-up':>8} {'cpu speed-up':>12} "
               f"{'copy ms':>8} {'fedfair ns/elt':>14} {'copy ns/elt':>11} {'copies':>7} {'ref copies':>10} {'wire MB':>8}")
         for n in args.agents:
             m = measure(n, shapes, args.repeats, args.ref_repeats)
             elements = n * m["dim"]
-            print(f"{n:>4} {m['fedfair'] * 1e3:>10.1f} {m['reference'] * 1e3:>9.1f} "
+            print(f"{n:>4} {m['fedfair'] * 1e3:>10.1f} {m['fedfair_cpu'] * 1e3:>7.1f} {m['reference'] * 1e3:>9.1f} "
+                  f"{m['reference_cpu'] * 1e3:>8.1f} "
                   f"{m['reference'] / m['fedfair']:>7.1f}x {m['reference_cpu'] / m['fedfair_cpu']:>11.1f}x "
                   f"{m['copy'] * 1e3:>8.1f} {m['fedfair'] / elements * 1e9:>14.2f} {m['copy'] / elements * 1e9:>11.2f} "
                   f"{m['fedfair'] / m['copy']:>7.1f} {m['reference'] / m['copy']:>10.1f} {m['wire_mb']:>8.1f}",
