@@ -4,18 +4,19 @@ Each round the server values every agent by its Shapley value in the game
 
     ν(S) = validation accuracy of (w + Σ_{i∈S} a_i u_i),   ν(∅) = accuracy of w,
 
-with u_i the Γ-normalised uploads, w the server model before the round, and a_i the round's
-aggregation weights, so that ν's grand coalition is the server's own step (w ← w + u_N,
-u_N = Σ_i a_i u_i). Coalition weights are NOT renormalised within S, as the formula reads
-(baselines.md).
+with u_i the Γ-normalised uploads, a_i = |D_i| / Σ_j |D_j| (data-size weights over the valid
+uploads, as in FedAvg, on which Song et al. build), and w the server model before the round.
+ν's grand coalition is the server's own step: w ← w + u_N, u_N = Σ_i a_i u_i. Coalition
+weights are NOT renormalised within S, as the formula reads (baselines.md). Rejected uploads
+weigh 0 and are null players.
 
-Aggregation weights, as in the mechanism (mechanism.md: a_i = |D_i|/Σ|D| in round 1, the
-importance coefficients later): round 1 uses data-size weights; later rounds use ECI's own
-importance, the positive part of the accumulated values normalised to sum 1, clamped below
-at ``mechanism.r_min`` and renormalised (CGSV's clamp), or data-size weights while no agent
-has a positive total. (Fixed data-size weights were tried first: with Γ-normalised uploads
-they give a one-class CLA agent a full-norm vote every round, and the digits default's
-server model stalled near 62% accuracy.) Rejected uploads weigh 0 and are null players.
+On the digits default (CLA) this aggregate is weak: Γ-normalisation gives the one-class agent
+a full-norm vote every round, and the server model reaches only about 62% (FedAvg's raw
+updates shrink as an agent fits its shard; CGSV and CFFL down-weight it by valuation).
+Aggregating with ECI's own importance instead (positive accumulated values, normalised) was
+tried and is worse: the validation-accuracy game is coarse, so after two rounds one agent
+held nearly all the weight, the others' marginal contributions became exactly 0 and they
+never recovered (server model stuck near 29%).
 
 - N ≤ 8: exact Shapley over all 2^N coalitions (``exact_shapley``; 2^N validation passes).
 - N > 8: permutation sampling (``sampled_shapley``, memoised coalitions) with
@@ -38,19 +39,6 @@ from .base import Reward, RoundInput, ServerStep, Strategy, normalised_rows, siz
 
 EXACT_UP_TO = 8
 """Exact Shapley for N ≤ this many agents, permutation sampling above."""
-
-
-def eci_weights(total: torch.Tensor, fallback: torch.Tensor, valid: torch.Tensor, r_min: float) -> torch.Tensor:
-    """Aggregation weights from accumulated values: positive part normalised, clamped at r_min, renormalised.
-
-    ``fallback`` (data-size weights) while no agent has a positive total; rejected uploads weigh 0.
-    """
-    positive = total.clamp_min(0.0)
-    if not positive.sum() > 0:
-        return fallback
-    a = (positive / positive.sum()).clamp_min(r_min)
-    a = torch.where(valid, a, torch.zeros_like(a))
-    return a / a.sum() if a.sum() > 0 else a
 
 
 def eci_fractions(total: torch.Tensor) -> torch.Tensor:
@@ -91,8 +79,6 @@ class ECI(Strategy):
     def server_step(self, inp: RoundInput) -> ServerStep:
         m = self.cfg.mechanism
         a = size_weights(self.ctx, inp.valid)
-        if inp.round > 1:
-            a = eci_weights(self.total, a, inp.valid, m.r_min)
         weighted = normalised_rows(inp, m.grad_norm) * a.to(inp.updates.dtype)[:, None]
         aggregate = weighted.sum(dim=0)
         phi = self.shapley(inp, weighted)
