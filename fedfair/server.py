@@ -18,7 +18,7 @@ from .agent import STATS_FIELDS, is_eval_round
 from .config import Config
 from .faults import maybe_fail
 from .logs import RunLog, find_standalone_reference, reference_key
-from .mechanism import choose_encoding, encode, encoded_size
+from .mechanism import choose_encoding, encode, encoded_size, finite_rows
 from .metrics import pearson100
 from .strategies import RoundInput, Strategy
 from .training import evaluate, flatten_parameters
@@ -56,7 +56,7 @@ class Server:
         mechanism_s = 0.0
         if self.strategy.communicates:
             rows = self.transport.receive_uploads()
-            valid = torch.isfinite(rows).all(dim=1)
+            valid = finite_rows(rows)  # = isfinite(rows).all(dim=1), without an N x D temporary
             if not bool(valid.all()):
                 rejected = [i + 1 for i in range(n) if not valid[i]]
                 print(f"fedfair: round {t}: rejected non-finite upload(s) from agent(s) {rejected}; "
@@ -88,7 +88,7 @@ class Server:
             test_loss, test_acc = evaluate(self.model, self.task, "test")
         else:
             test_loss, test_acc = math.nan, math.nan
-        dists = (torch.linalg.vector_norm(self.agent_models - self.w, dim=1).tolist()
+        dists = (row_distances(self.agent_models, self.w)
                  if self.agent_models is not None else [math.nan] * n)
 
         led = self.transport.ledger
@@ -231,6 +231,16 @@ class Server:
         if self.log is not None:
             self.log.write_summary(summary)
         return summary
+
+
+def row_distances(models: torch.Tensor, w: torch.Tensor) -> list[float]:
+    """||models[i] - w||_2 per row through one reused D-sized buffer (no N x D temporary)."""
+    buf = torch.empty_like(w)
+    out = []
+    for row in models:
+        torch.sub(row, w, out=buf)
+        out.append(float(torch.linalg.vector_norm(buf)))
+    return out
 
 
 def agent_table(summary: dict[str, Any]) -> str:

@@ -300,3 +300,15 @@ def test_pipeline_top_agent_gets_the_full_aggregate() -> None:
     rewards = reward_masks(aggregate, q, "global")
     assert torch.equal(dense_reward(*rewards[0], 300), aggregate)
     assert rewards[2][0].numel() < rewards[1][0].numel() < 300
+
+
+def test_finite_rows_matches_isfinite_all() -> None:
+    from fedfair.mechanism import finite_rows
+
+    x = torch.randn(6, 50, generator=_gen(11))
+    x[1, 3] = float("nan")
+    x[2, 7] = float("inf")
+    x[3, 0] = -float("inf")
+    x[4] = 3e38  # finite, but its float32 norm overflows
+    for t in (x, x.double(), x[:, :0], x[:0]):
+        assert torch.equal(finite_rows(t), torch.isfinite(t).all(dim=1))

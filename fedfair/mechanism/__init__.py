@@ -40,6 +40,7 @@ from .shapley import (
 )
 from .valuation import (
     cgsv_approx,
+    finite_rows,
     global_k,
     layer_k,
     reward_fractions,
@@ -50,6 +51,7 @@ from .valuation import (
 __all__ = [
     # valuation
     "cgsv_approx",
+    "finite_rows",
     "unit_scales",
     "update_importance",
     "reward_fractions",

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "finite_rows",
     "cgsv_approx",
     "unit_scales",
     "update_importance",
@@ -63,6 +64,22 @@ def _check_updates(updates: Tensor) -> Tensor:
             "refusing to aggregate them"
         )
     return norms
+
+
+def finite_rows(updates: Tensor) -> Tensor:
+    """Per row, whether all its entries are finite: ``torch.isfinite(updates).all(dim=1)``.
+
+    Computed from one pass of row norms, with no N×D temporary (at N = 100, D = 1e6 the
+    direct form costs more than the whole mechanism step): a NaN or inf makes the row's norm
+    non-finite, so only rows with a non-finite norm (bad rows, or finite rows whose float32
+    norm overflowed) are inspected entry by entry.
+    """
+    if updates.dim() != 2 or not updates.is_floating_point():
+        return torch.isfinite(updates).all(dim=1)
+    ok = torch.isfinite(torch.linalg.vector_norm(updates, dim=1))
+    for i in (~ok).nonzero().flatten().tolist():
+        ok[i] = bool(torch.isfinite(updates[i]).all())
+    return ok
 
 
 def _unit_scales_from_norms(norms: Tensor, grad_norm: float, eps: float) -> Tensor:
