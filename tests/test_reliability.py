@@ -160,3 +160,21 @@ def test_resume_with_other_settings_is_refused(reference, tmp_path):
     with pytest.raises(RuntimeError, match=r"run.resume: the checkpoints in .* were written by a run with other "
                                            r"settings \(round 8: mechanism.beta \(1.0 in the checkpoint, 2.0 now\)\)"):
         run_local(config(tmp_path, "ref", "run.resume=true", "mechanism.beta=2"))
+
+
+def test_fault_specs_parse():
+    from fedfair.faults import Fault, parse
+
+    assert parse("rank=2,round=5;rank=0,round=7,attempt=1") == [Fault(2, 5), Fault(0, 7, attempt=1)]
+    assert parse("rank=2,round=3,hang") == [Fault(2, 3, hang=True)]
+    with pytest.raises(ValueError, match="FEDFAIR_FAULT='round=3' is invalid"):
+        parse("round=3")
+
+
+def test_resumed_logs_keep_each_round_once(tmp_path):
+    from fedfair.logs import truncate_rounds
+
+    path = tmp_path / "server.csv"
+    path.write_text("round,test_acc\n1,0.1\n2,0.2\n3,0.3\n4,0.4\n5,0.")  # round 5 torn by the crash
+    truncate_rounds(path, 3)
+    assert path.read_text() == "round,test_acc\n1,0.1\n2,0.2\n3,0.3\n"
