@@ -2,7 +2,7 @@
 
     python -m fedfair.compare --config configs/default.toml \\
         --methods standalone,fedavg,dw,eu,rr,qffl,cffl,eci,cgsv [--out-dir DIR] \\
-        [--launcher local|torchrun] [section.key=value ...]
+        [--launcher local|torchrun] [--reuse] [section.key=value ...]
 
 Runs the standalone references first, then every other method, on the same data, shards,
 seed, training and test set, into one folder (``<out-dir>/<method>/``), so that every later
@@ -13,6 +13,9 @@ the per-method table and writes it to ``<out-dir>/compare.md`` and ``<out-dir>/c
 - If any listed method needs a validation set (cffl, eci) and ``data.val_size`` is 0, every
   run (standalone included) holds out the same default slice (10% of the training data, at
   most 1000), so that all methods train on identical shards and share the reference.
+- ``--reuse``: a method whose run folder already holds a summary.json and the identical
+  resolved config.toml is not run again (resumes an interrupted comparison; its wall time
+  and timings are those of the earlier run).
 - Launchers: ``local`` (default; ``fedfair.local.run_local``, every rank a local process) or
   ``torchrun`` (one ``torchrun --standalone`` job per method).
 - Accuracy columns: ``mean_acc``/``max_acc``/``rho`` use each agent's model as it holds it
@@ -152,12 +155,27 @@ def write_outputs(out_dir: str | Path, rows: list[dict[str, Any]], header: str) 
     return text
 
 
+def finished(cfg: Config) -> bool:
+    """Whether cfg's run folder holds a finished run of exactly this resolved config."""
+    d = cfg.run_dir
+    try:
+        return (d / "summary.json").is_file() and (d / "config.toml").read_text() == to_toml(cfg)
+    except OSError:
+        return False
+
+
 def compare(config: str | None, methods: list[str], out_dir: str, overrides: list[str],
-            launcher: str = "local") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            launcher: str = "local", reuse: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run every method (standalone first) and tabulate; returns (rows, per-method run results)."""
     cfgs = plan(config, methods, out_dir, overrides)
     results = {}
+    reused = []
     for cfg in cfgs:
+        if reuse and finished(cfg):
+            print(f"fedfair.compare: reusing the finished run {cfg.run_dir}", file=sys.stderr, flush=True)
+            results[cfg.mechanism.method] = None
+            reused.append(cfg.mechanism.method)
+            continue
         t0 = time.perf_counter()
         print(f"fedfair.compare: running {cfg.mechanism.method} -> {cfg.run_dir}", file=sys.stderr, flush=True)
         results[cfg.mechanism.method] = run_one(cfg, launcher)
@@ -169,7 +187,8 @@ def compare(config: str | None, methods: list[str], out_dir: str, overrides: lis
     header = (f"fedfair.compare: {c.data.dataset}, {c.data.agents} agents, {c.data.partition.upper()}, "
               f"{c.run.rounds} rounds, seed {c.run.seed}, Gamma {c.mechanism.grad_norm:g}, "
               f"beta {c.mechanism.beta:g}, standalone_step {c.mechanism.standalone_step}, "
-              f"val_size {c.data.val_size}, launcher {launcher}\n\n"
+              f"val_size {c.data.val_size}, launcher {launcher}"
+              f"{'; reused earlier runs: ' + ', '.join(reused) if reused else ''}\n\n"
               f"command: python -m fedfair.compare {' '.join(sys.argv[1:]) if sys.argv[1:] else ''}".rstrip())
     write_outputs(out_dir, rows, header)
     return rows, results
@@ -185,6 +204,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out-dir", default=None,
                    help="folder for all runs and the table (default: <run.out_dir>/compare-<config name>)")
     p.add_argument("--launcher", choices=("local", "torchrun"), default="local")
+    p.add_argument("--reuse", action="store_true", help="skip methods whose identical run already finished")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides applied to every run")
     return p.parse_args(argv)
 
@@ -201,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, ValueError, OSError) as e:
         print(f"fedfair: error: {e}", file=sys.stderr)
         sys.exit(2)
-    rows, _ = compare(args.config, methods, out_dir, args.overrides, args.launcher)
+    compare(args.config, methods, out_dir, args.overrides, args.launcher, args.reuse)
     print((Path(out_dir) / "compare.md").read_text(), flush=True)
 
 

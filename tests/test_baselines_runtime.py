@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedfair.compare import COLUMNS, UNDEFINED, compare
+from fedfair.compare import COLUMNS, UNDEFINED, compare, finished, plan
 from fedfair.config import load_config
 from fedfair.mechanism import encoded_size
 from fedfair.transport import SIZE_HEADER_BYTES
@@ -28,10 +28,13 @@ METHODS = ["standalone", "fedavg", "dw", "eu", "rr", "qffl", "cffl", "eci"]
 COMMUNICATING = METHODS[1:]
 
 
+OVERRIDES = [f"run.rounds={ROUNDS}", f"run.eval_every={ROUNDS}", "run.progress=false", f"data.agents={AGENTS}"]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("baselines")
-    overrides = [f"run.rounds={ROUNDS}", f"run.eval_every={ROUNDS}", "run.progress=false", f"data.agents={AGENTS}"]
+    overrides = OVERRIDES
     rows, results = compare(str(ROOT / "configs" / "default.toml"), METHODS, str(out), overrides)
     summaries = {m: json.loads((out / m / "summary.json").read_text()) for m in METHODS}
     return out, rows, results, summaries
@@ -135,3 +138,11 @@ def test_compare_rejects_an_unknown_method_with_one_line():
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown method(s) nope" in lines[0]
+
+
+def test_finished_runs_are_recognised_for_reuse(runs):
+    out = runs[0]
+    cfgs = plan(str(ROOT / "configs" / "default.toml"), METHODS, str(out), OVERRIDES)
+    assert all(finished(c) for c in cfgs)
+    other = plan(str(ROOT / "configs" / "default.toml"), METHODS, str(out), [*OVERRIDES, "run.seed=1"])
+    assert not any(finished(c) for c in other)
