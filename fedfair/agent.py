@@ -104,8 +104,11 @@ class Agent:
             except PeerFailure as e:
                 if e.kind == "closed":  # the server went away; it (or the launcher) reports why
                     raise RunAborted(f"agent {self.index}: lost the server in round {t}", quiet=True) from None
+                # a silent server: every agent times out alike; agent 1 speaks for them
+                quiet = self.index != 1
                 raise RunAborted(f"the server (rank 0) stopped responding in round {t}: agent {self.index}'s "
-                                 f"{e.what} did not complete within 2 x comm.timeout_s = {2 * self.cfg.comm.timeout_s:g} s") from None
+                                 f"{e.what} did not complete within 2 x comm.timeout_s = {2 * self.cfg.comm.timeout_s:g} s",
+                                 quiet=quiet) from None
 
     def state_dict(self) -> dict:
         return {"w": self.w.clone(), "optimizer": self.trainer.optimizer.state_dict(),

@@ -173,16 +173,17 @@ class Checkpointer:
         mine = self.compat = compat_config(self.cfg)
         states: dict[int, dict[str, Any]] = {}
         differs = None
-        if want_resume:
-            for t in [t for t in self.own_rounds() if t <= rounds][:KEEP + 1]:
-                state = self._load(t)
-                if state is None:
-                    continue
-                diff = _first_difference(state.get("config"), mine)
-                if diff:
-                    differs = differs or (t, diff)
-                    continue
-                states[t] = state
+        # every rank offers its rounds, even one that does not itself want to resume: on a node
+        # restarted only because another failed, TORCHELASTIC_RESTART_COUNT is still 0
+        for t in [t for t in self.own_rounds() if t <= rounds][:KEEP + 1]:
+            state = self._load(t)
+            if state is None:
+                continue
+            diff = _first_difference(state.get("config"), mine)
+            if diff:
+                differs = differs or (t, diff)
+                continue
+            states[t] = state
         vec = torch.zeros(rounds + 3, dtype=torch.int64)
         vec[0] = -int(want_resume)
         vec[1] = -int(differs is not None)
