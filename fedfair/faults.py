@@ -4,7 +4,9 @@
 ``FEDFAIR_FAULT="rank=2,round=3,hang"`` makes it stop responding (sleep) instead. Several
 faults are separated by ``;``. A fault fires only in the torchrun attempt it names
 (``attempt=K``, default 0, compared with ``TORCHELASTIC_RESTART_COUNT``), so a restarted job
-does not kill itself again. Unset (the normal case), this module does nothing.
+does not kill itself again. ``once=PATH`` fires in any attempt, but only if PATH does not exist
+(it is created first): restart counts are per node, so multi-node tests use this. Unset (the
+normal case), this module does nothing.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ class Fault:
     rank: int
     round: int
     hang: bool = False
-    attempt: int = 0
+    attempt: int | None = 0
+    once: str | None = None
 
 
 def parse(text: str) -> list[Fault]:
@@ -32,10 +35,12 @@ def parse(text: str) -> list[Fault]:
             key, _, value = item.partition("=")
             fields[key] = value
         try:
+            once = fields.get("once") or None
+            attempt = int(fields["attempt"]) if "attempt" in fields else (None if once else 0)
             faults.append(Fault(rank=int(fields["rank"]), round=int(fields["round"]), hang="hang" in fields,
-                                attempt=int(fields.get("attempt", 0))))
+                                attempt=attempt, once=once))
         except (KeyError, ValueError):
-            raise ValueError(f"{ENV}={text!r} is invalid: expected 'rank=R,round=T[,hang][,attempt=K]' "
+            raise ValueError(f"{ENV}={text!r} is invalid: expected 'rank=R,round=T[,hang][,attempt=K][,once=PATH]' "
                              "(several separated by ';')") from None
     return faults
 
@@ -50,7 +55,13 @@ def maybe_fail(rank: int, round: int) -> None:
     if not text:
         return
     for f in parse(text):
-        if f.rank == rank and f.round == round and f.attempt == current_attempt():
-            if f.hang:
-                time.sleep(24 * 3600)
-            os.kill(os.getpid(), signal.SIGKILL)
+        if f.rank != rank or f.round != round or (f.attempt is not None and f.attempt != current_attempt()):
+            continue
+        if f.once is not None:
+            try:
+                open(f.once, "x").close()
+            except FileExistsError:
+                continue
+        if f.hang:
+            time.sleep(24 * 3600)
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -167,6 +167,7 @@ def test_fault_specs_parse():
 
     assert parse("rank=2,round=5;rank=0,round=7,attempt=1") == [Fault(2, 5), Fault(0, 7, attempt=1)]
     assert parse("rank=2,round=3,hang") == [Fault(2, 3, hang=True)]
+    assert parse("rank=2,round=5,once=/tmp/x") == [Fault(2, 5, attempt=None, once="/tmp/x")]
     with pytest.raises(ValueError, match="FEDFAIR_FAULT='round=3' is invalid"):
         parse("round=3")
 
