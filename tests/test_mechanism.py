@@ -312,3 +312,15 @@ def test_finite_rows_matches_isfinite_all() -> None:
     x[4] = 3e38  # finite, but its float32 norm overflows
     for t in (x, x.double(), x[:, :0], x[:0]):
         assert torch.equal(finite_rows(t), torch.isfinite(t).all(dim=1))
+
+
+def test_layer_k_rows_equals_layer_k_per_agent() -> None:
+    from fedfair.mechanism.valuation import _layer_k_rows
+
+    sizes = [0, 1, 2, 3, 10, 64, 576, 50_176, 654_000]
+    g = _gen(12)
+    q = torch.cat([torch.rand(200, generator=g, dtype=torch.float64),
+                   torch.tensor([0.0, 1.0, 0.3, 0.1, 0.7, 1e-9, 1 - 1e-12], dtype=torch.float64),
+                   torch.arange(1, 50, dtype=torch.float64) / 50])
+    for qq in (q, q.float()):
+        assert _layer_k_rows(sizes, qq) == [layer_k(sizes, qi) for qi in qq.tolist()]

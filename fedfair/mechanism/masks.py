@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .valuation import global_k, layer_k
+from .valuation import _layer_k_rows, global_k
 
 __all__ = [
     "magnitude_order",
@@ -135,10 +135,11 @@ def top_k_rewards(aggregate: Tensor, k: Sequence[int]) -> list[Reward]:
 def _threshold_members(keys: np.ndarray, ascending: np.ndarray, k: int, out: np.ndarray) -> None:
     """out[j] = whether entry j is among the k largest keys (ties: the lower indices), in place.
 
-    ``ascending`` is ``keys`` sorted. The k-th largest key t splits the entries into those
-    above t (all kept), equal to t (the lowest-indexed ones fill the remaining places) and
-    below; the counts come from binary searches in ``ascending``, so the usual case is a
-    single compare pass, and only ties straddling the boundary cost a second one.
+    ``ascending`` is ``keys`` sorted. The k-th largest key t = ascending[n − k] splits the
+    entries into those above t (all kept), equal to t (the lowest-indexed ones fill the
+    remaining places) and below. When the key just under t's place is smaller than t, every
+    entry equal to t fits, and one compare pass (keys ≥ t) is the answer; only ties straddling
+    the boundary need a binary search and a second pass.
     """
     n = keys.size
     if k <= 0:
@@ -148,14 +149,12 @@ def _threshold_members(keys: np.ndarray, ascending: np.ndarray, k: int, out: np.
         out[:] = True
         return
     t = ascending[n - k]
-    below_or_equal = int(np.searchsorted(ascending, t, side="right"))
-    below = int(np.searchsorted(ascending, t, side="left"))
-    need = k - (n - below_or_equal)  # places left for entries equal to t (>= 1)
-    if need == below_or_equal - below:  # every tied entry fits
+    if ascending[n - k - 1] < t:  # no entry equal to t is left out
         np.greater_equal(keys, t, out=out)
-    else:
-        np.greater(keys, t, out=out)
-        out[np.flatnonzero(keys == t)[:need]] = True
+        return
+    above = n - int(ascending.searchsorted(t, side="right"))
+    np.greater(keys, t, out=out)
+    out[np.flatnonzero(keys == t)[: k - above]] = True
 
 
 def layer_top_k_rewards(aggregate: Tensor, layer_sizes: Sequence[int], q: Tensor) -> list[Reward]:
@@ -179,7 +178,7 @@ def layer_top_k_rewards(aggregate: Tensor, layer_sizes: Sequence[int], q: Tensor
             f"layer_sizes must be non-negative and sum to the aggregate's length "
             f"{dim}, got sum {sum(sizes)}"
         )
-    ks_per_agent = [layer_k(sizes, qi) for qi in q.tolist()]
+    ks_per_agent = _layer_k_rows(sizes, q)  # = [layer_k(sizes, q_i) for each agent]
     if not ks_per_agent:
         return []
     keys = _magnitude_keys(aggregate.detach().cpu().abs())

@@ -195,3 +195,19 @@ def layer_k(layer_sizes: Sequence[int], q_i: float) -> list[int]:
     """
     q = float(q_i)
     return [max(0, min(_rounded(n * q, ceil=True), n - 1)) for n in layer_sizes]
+
+
+def _layer_k_rows(layer_sizes: Sequence[int], q: Tensor) -> list[list[int]]:
+    """``[layer_k(layer_sizes, q_i) for q_i in q]``, computed as one float64 array operation.
+
+    The same float64 arithmetic as :func:`layer_k` element by element (n·q, round half to
+    even, the relative slack, ceil, the cap), without a Python call per agent and tensor.
+    """
+    import numpy as np
+
+    n = np.asarray([int(v) for v in layer_sizes], dtype=np.float64)
+    x = np.asarray(q.tolist(), dtype=np.float64).reshape(-1, 1) * n
+    nearest = np.rint(x)
+    close = np.abs(x - nearest) <= _ROUND_SLACK * np.maximum(1.0, np.abs(x))
+    k = np.maximum(0.0, np.minimum(np.where(close, nearest, np.ceil(x)), n - 1))
+    return k.astype(np.int64).tolist()
