@@ -193,9 +193,11 @@ def _validation_accuracy(cfg: Config, setup: Setup):
     labels = setup.task.train_y[torch.as_tensor(setup.val_indices)]
 
     def accuracy(w: torch.Tensor) -> float:
+        accuracy.calls += 1  # counted into summary.json's validation_passes
         flat.copy_(w)
         return evaluate(probe, setup.task, "train", setup.val_indices, labels)[1]
 
+    accuracy.calls = 0
     return accuracy
 
 

@@ -25,6 +25,11 @@ from .training import evaluate, flatten_parameters
 from .transport import SIZE_HEADER_BYTES, PeerFailure, RunAborted, ServerTransport
 
 
+def validation_passes(strategy: Strategy) -> int:
+    """How many times the server has evaluated a model on its validation set (cffl, eci)."""
+    return getattr(strategy.ctx.validation_accuracy, "calls", 0)
+
+
 class Server:
     def __init__(self, cfg: Config, task, model: torch.nn.Module, strategy: Strategy,
                  transport: ServerTransport, log: RunLog | None) -> None:
@@ -41,7 +46,7 @@ class Server:
         # used for distances and by methods whose reward is "the new model minus yours".
         self.agent_models = self.w.unsqueeze(0).repeat(self.n, 1) if strategy.communicates else None
         self.totals: dict[str, float] = {"mechanism_s": 0.0, "train_s": 0.0, "bytes_up": 0, "bytes_down": 0,
-                                         "bytes_down_dense": 0, "bytes_ctrl": 0}
+                                         "bytes_down_dense": 0, "bytes_ctrl": 0, "validation_passes": 0}
         self.last: dict[str, Any] = {}
         self.start_wall = time.perf_counter()
         self.checkpointer = None  # fedfair.checkpoint.Checkpointer, set by run_rank
@@ -66,7 +71,10 @@ class Server:
             inp = RoundInput(round=t, updates=rows[:, :dim], extras=rows[:, dim:], valid=valid,
                              server_model=self.w, agent_models=self.agent_models, lr=lr)
             t0 = time.perf_counter()
+            passes_before = validation_passes(self.strategy)
             step = self.strategy.server_step(inp)
+            self.totals["validation_passes"] = (self.totals.get("validation_passes", 0)
+                                                + validation_passes(self.strategy) - passes_before)
             for i, rw in enumerate(step.rewards):
                 k = dim if rw.indices is None else rw.indices.numel()
                 enc = cfg.comm.encoding if cfg.comm.encoding != "auto" else choose_encoding(k, dim)
@@ -216,6 +224,7 @@ class Server:
             "rho_r": pearson100(final_r, final_acc),
             "rho_r_loss": pearson100(final_r, [-x for x in shard_loss]),
             "mechanism_s": t["mechanism_s"], "train_s": t["train_s"],
+            "validation_passes": int(t.get("validation_passes", 0)),
             "overhead_ratio": t["mechanism_s"] / t["train_s"] if t["train_s"] > 0 else None,
             "bytes_up": int(t["bytes_up"]), "bytes_down": int(t["bytes_down"]),
             "bytes_down_dense": int(t["bytes_down_dense"]), "bytes_ctrl": int(t["bytes_ctrl"]),

@@ -98,9 +98,11 @@ def test_validation_methods_share_the_shards_and_count_their_validation_passes(r
     out, _, _, summaries = runs
     sizes = {m: load_config(out / m / "config.toml").data.val_size for m in METHODS}
     assert set(sizes.values()) == {144}  # 10% of digits' 1437 training samples, for every run
-    # the validation passes are server work: far more than a plain aggregate costs
-    assert summaries["eci"]["mechanism_s"] > summaries["fedavg"]["mechanism_s"]
-    assert summaries["cffl"]["mechanism_s"] > summaries["fedavg"]["mechanism_s"]
+    # the validation passes are server work, counted (not timed: timings are no test on a shared box):
+    # CFFL scores each agent's update once a round, exact ECI values all 2^N coalitions (N <= 8)
+    assert summaries["cffl"]["validation_passes"] == ROUNDS * AGENTS
+    assert summaries["eci"]["validation_passes"] == ROUNDS * 2 ** AGENTS
+    assert summaries["fedavg"]["validation_passes"] == 0
     for m in ("cffl", "eci"):
         rows = list(csv.DictReader(open(out / m / "agents.csv")))
         assert all(r["q"] != "" for r in rows)
