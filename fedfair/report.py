@@ -384,6 +384,17 @@ def _final_agent_values(run: Run, key: str) -> list[float | None]:
     return [_num(v) for v in run.summary.get(key) or []]
 
 
+_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
+            "tab:gray", "tab:olive", "tab:cyan")
+_MARKERS = ("o", "s", "^", "v", "D", "x")
+
+
+def _row_style(i: int) -> dict[str, str]:
+    """Colour, line style and marker of the i-th table row: distinct for the first 60 rows."""
+    return {"color": _COLOURS[i % len(_COLOURS)], "marker": _MARKERS[(i // len(_COLOURS)) % len(_MARKERS)],
+            "linestyle": "-" if (i // len(_COLOURS)) % 2 == 0 else "--"}
+
+
 def make_figures(setting: tuple[str, int, int], grid: dict[tuple, dict[str, Cell]], out: Path,
                  notes: list[str]) -> list[tuple[str, str]]:
     """PNG figures for one setting; returns (caption, file name) pairs. Uses each cell's lowest seed."""
@@ -440,8 +451,11 @@ def make_figures(setting: tuple[str, int, int], grid: dict[tuple, dict[str, Cell
     over_rounds("density", "density", "Reward density (kept entries / D) over rounds")
     over_rounds("dist_to_server", "‖w_i − w‖", "Distance of each agent's model to the server model over rounds")
 
-    # final accuracy per agent, one line per method
+    # final accuracy per agent, one line per method; a row keeps its colour, line and marker in
+    # every panel (and the legend lists every row), however many partitions ran it
+    styles = {rk: _row_style(i) for i, rk in enumerate(sorted(first))}
     fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.4), squeeze=False)
+    legend: dict[str, Any] = {}
     for j, p in enumerate(cols):
         ax = axes[0][j]
         for rk in sorted(first):
@@ -449,15 +463,16 @@ def make_figures(setting: tuple[str, int, int], grid: dict[tuple, dict[str, Cell
             if run is None:
                 continue
             acc = _final_agent_values(run, "final_acc")
-            ax.plot(range(1, len(acc) + 1), [math.nan if a is None else 100 * a for a in acc], marker="o", ms=3,
-                    lw=1.0, label=row_label(rk))
+            (line,) = ax.plot(range(1, len(acc) + 1), [math.nan if a is None else 100 * a for a in acc], ms=3,
+                              lw=1.0, label=row_label(rk), **styles[rk])
+            legend.setdefault(row_label(rk), line)
         ax.set_title(p.upper())
         ax.set_xlabel("agent")
         ax.set_ylabel("final test accuracy (%)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"Final accuracy per agent ({dataset}, {agents} agents)", fontsize=10)
     fig.tight_layout()
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles, labels = list(legend.values()), list(legend)
     if handles:
         fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), fontsize=7,
                    bbox_to_anchor=(0.5, 0.0))

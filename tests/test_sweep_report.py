@@ -321,3 +321,9 @@ def test_the_papers_numbers_stand_beside_ours_and_large_gaps_are_flagged(tmp_pat
     assert "| CGSV β=1 | undefined |" in t2 and "| CGSV β=1 (paper) | 94.54 |" in t2
     rows = read_csv(tmp_path / "rep" / "table1_accuracy.csv")
     assert {r["source"] for r in rows} == {"fedfair", "paper"}
+
+
+def test_every_table_row_keeps_one_distinct_style_in_all_figure_panels():
+    """A method's line must look the same in every partition's panel, and differ from the others'."""
+    styles = [tuple(sorted(rep._row_style(i).items())) for i in range(60)]
+    assert len(set(styles)) == 60
