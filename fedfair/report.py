@@ -437,7 +437,8 @@ def make_figures(setting: tuple[str, int, int], grid: dict[tuple, dict[str, Cell
                     ax.set_xlabel("round")
                 ax.tick_params(labelsize=7)
         fig.suptitle(f"{what} ({dataset}, {agents} agents)", fontsize=10)
-        fig.tight_layout()
+        height = fig.get_size_inches()[1]
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))  # keep the title clear of the column titles
         handles, labels = axes[0][0].get_legend_handles_labels()
         if handles:
             fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 10), fontsize=7,
