@@ -124,7 +124,7 @@ def test_hung_agent_stops_the_job_with_one_message_then_resume_skips_a_half_writ
     run_dir = tmp_path / "hung"
     ckpt = Checkpointer(config(tmp_path, "hung"), 0)
     assert str(err.value) == (f"rank 0 failed: agent 2 (rank 2) stopped responding in round 3: no upload within "
-                              f"comm.timeout_s = 15 s (hung or dead, or just slower: on a loaded machine raise comm.timeout_s); "
+                              "comm.timeout_s = 15 s (hung or dead, or just slower: on a loaded machine raise comm.timeout_s); "
                               f"last complete checkpoint: round 2 ({ckpt.round_dir(2)})")
     assert elapsed < 120
     # the last checkpoint is intact: marker and N + 1 loadable files of round 2
