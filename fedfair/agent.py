@@ -85,7 +85,7 @@ class Agent:
             if self.behaviour == "replayer":
                 self.last_reward = reward
         else:
-            self.w.copy_(self.strategy.local_apply(w_before, delta))
+            self.w.copy_(self.strategy.local_apply(w_before, delta, t))
         test_loss, test_acc = evaluate(self.model, self.task, "test") if evaluate_now else (nan, nan)
         shard_loss = self.trainer.shard_loss() if evaluate_now else nan
         received = self.transport.received if self.transport is not None else 0

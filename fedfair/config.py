@@ -12,7 +12,7 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 METHODS = ("cgsv", "standalone", "fedavg", "dw", "eu", "rr", "qffl", "cffl", "eci")
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5")
@@ -27,6 +27,15 @@ class ConfigError(ValueError):
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"{name} = {value!r} is invalid: {allowed}")
+
+
+def _check_choices(obj: Any, section: str) -> None:
+    """Every ``Literal[...]`` field holds one of its choices (also when built in code, not from TOML)."""
+    for name, hint in typing.get_type_hints(type(obj)).items():
+        if typing.get_origin(hint) is Literal:
+            allowed = typing.get_args(hint)
+            _check(getattr(obj, name) in allowed, f"{section}.{name}", getattr(obj, name),
+                   f"one of {', '.join(map(str, allowed))}")
 
 
 @dataclass
@@ -106,12 +115,18 @@ class TrainConfig:
     """Learning rate multiplied by this once per round (exponential schedule gamma)."""
     optimizer: str = "sgd"
     """sgd or adam; state persists across rounds."""
+    dtype: Literal["float32", "float64"] = "float32"
+    """Precision of the agents' models, optimizer and Δw, and of the server's normalisation and
+    aggregation. float64 removes the float32 rounding of tiny optimizer steps (lr·γ^t ~ 1e-7);
+    uploads and rewards still travel as float32 (Δw is formed in float64 first, and float32
+    holds it to 7 digits), so the bytes on the wire are the same."""
     local_steps: int = 3
     """Mini-batch steps per round (used when local_epochs = 0)."""
     local_epochs: int = 0
     """Full passes over the shard per round (0 = use local_steps)."""
 
     def __post_init__(self) -> None:
+        _check_choices(self, "train")
         _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be >= 1")
         _check(self.lr > 0 and math.isfinite(self.lr), "train.lr", self.lr, "must be a finite number > 0")
         _check(0 < self.lr_decay <= 1, "train.lr_decay", self.lr_decay, "must be in (0, 1]")
@@ -131,7 +146,14 @@ class MechanismConfig:
     beta: float = 1.0
     """Altruism degree beta >= 1; inf = no sparsification (every agent gets the full aggregate)."""
     grad_norm: float = 0.5
-    """Gamma: every upload is rescaled to this L2 norm before aggregation."""
+    """Gamma: every upload is rescaled to this L2 norm before aggregation (see normalize)."""
+    normalize: Literal["rescale", "clip", "none"] = "rescale"
+    """How an upload becomes u_i: rescale (the paper: u_i = Gamma dw_i / (|dw_i| + eps)), clip
+    (u_i = dw_i min(1, Gamma / |dw_i|): magnitude kept up to Gamma) or none (raw dw_i)."""
+    eps: float = 1e-7
+    """The epsilon of the rescale normaliser (reference code 1e-7; 0 = exact rescaling)."""
+    grad_norm_decay: float = 1.0
+    """Server step schedule Gamma_t = Gamma * grad_norm_decay^(t-1) (1 = constant Gamma, the paper)."""
     mask_scope: str = "layer"
     """Top-k scope of rewards: layer (reference code, per parameter tensor) or global (paper eq. 5)."""
     r_min: float = 1e-3
@@ -150,11 +172,14 @@ class MechanismConfig:
     """Per-agent behaviour for experiments: honest, free_rider, sign_flipper, scaled, replayer, nan."""
 
     def __post_init__(self) -> None:
+        _check_choices(self, "mechanism")
         _check(self.method in METHODS, "mechanism.method", self.method, f"one of {', '.join(METHODS)}")
         _check(0.0 <= self.alpha < 1.0, "mechanism.alpha", self.alpha, "must be in [0, 1)")
         _check(self.beta >= 1.0, "mechanism.beta", self.beta, "must be >= 1 (inf = no sparsification)")
         _check(self.grad_norm > 0 and math.isfinite(self.grad_norm), "mechanism.grad_norm", self.grad_norm,
                "must be a finite number > 0")
+        _check(self.eps >= 0 and math.isfinite(self.eps), "mechanism.eps", self.eps, "must be a finite number >= 0")
+        _check(0 < self.grad_norm_decay <= 1, "mechanism.grad_norm_decay", self.grad_norm_decay, "must be in (0, 1]")
         _check(self.mask_scope in ("layer", "global"), "mechanism.mask_scope", self.mask_scope, "layer or global")
         _check(0.0 <= self.r_min < 1.0, "mechanism.r_min", self.r_min, "must be in [0, 1)")
         _check(self.standalone_step in ("gamma", "sgd"), "mechanism.standalone_step", self.standalone_step,
@@ -215,9 +240,13 @@ class _Override:
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     """Check a TOML value against a field's type hint; ints are accepted where floats are."""
-    if isinstance(value, _Override):
-        value = value.text if hint is str else _parse_value(value.text)
     origin = typing.get_origin(hint)
+    if isinstance(value, _Override):
+        value = value.text if hint is str or origin is Literal else _parse_value(value.text)
+    if origin is Literal:  # the choice itself is checked in __post_init__ (_check_choices)
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} = {value!r} is invalid: expected a string")
+        return value
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):

@@ -301,6 +301,14 @@ def build_tables(setting: tuple[str, int, int], grid: dict[tuple, dict[str, Cell
             return fmt_mean(values, 1, 2), {key: _avg(values, 1, 6)}
         return render
 
+    def summary_rho_pair(key: str, own: str) -> Callable[[Cell], tuple[str, dict]]:
+        first, second = summary_rho(key), summary_rho(own)
+
+        def render(cell: Cell) -> tuple[str, dict]:
+            (a, va), (b, vb) = first(cell), second(cell)
+            return f"{a} (own {b})", {**va, **vb}
+        return render
+
     def overhead(cell: Cell) -> tuple[str, dict]:
         secs = cell.values(lambda r: _num(r.summary.get("mechanism_s")))
         ratio = cell.values(lambda r: _num(r.summary.get("overhead_ratio")))
@@ -343,11 +351,14 @@ def build_tables(setting: tuple[str, int, int], grid: dict[tuple, dict[str, Cell
                                                               if (dataset, agents) in PAPER_RHO else ""),
               not_standalone, rho, PAPER_RHO.get((dataset, agents)), lambda v: f"{v:.2f}"),
         table("table7_rho_r", "Table 7: ρ_r = 100 · pearson(final r, final accuracies)",
-              "r is the method's importance / reputation coefficient; methods without one show "
-              f"`{UNDEFINED}`.", not_standalone, summary_rho("rho_r")),
+              "As in the paper's appendix, r is CGSV's moving-average importance computed from each method's own "
+              "uploads (`rho_r_cgsv`); in brackets, the method's own coefficient (`rho_r`: importance, "
+              f"reputation or weights; `{UNDEFINED}` where it has none). For cgsv, dw and eu the two are the same r.",
+              not_standalone, summary_rho_pair("rho_r_cgsv", "rho_r")),
         table("table8_rho_r_loss", "Table 8: 100 · pearson(final r, −final training loss)",
-              "Training loss = each agent's loss on its own shard at the end (`final_shard_loss`).",
-              not_standalone, summary_rho("rho_r_loss")),
+              "Training loss = each agent's loss on its own shard at the end (`final_shard_loss`); r as in "
+              "Table 7: CGSV's r from the method's uploads (in brackets, the method's own coefficient).",
+              not_standalone, summary_rho_pair("rho_r_loss_cgsv", "rho_r_loss")),
         table("table3_overhead", "Table 3: time overhead: mechanism seconds (ratio to local training time)",
               "Server mechanism wall time summed over the run (normalise, aggregate, value, mask, encode), and its "
               "ratio to the summed slowest-agent local training time (`overhead_ratio`).", row_keys, overhead),
@@ -604,7 +615,8 @@ def write_csv(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 RUN_FIELDS = ("method", "beta", "dataset", "partition", "agents", "rounds", "seed", "mean_acc", "max_acc",
-              "server_acc", "rho", "rho_available", "rho_r", "rho_r_loss", "mechanism_s", "train_s",
+              "server_acc", "rho", "rho_available", "rho_r", "rho_r_loss", "rho_r_cgsv", "rho_r_loss_cgsv",
+              "mechanism_s", "train_s",
               "overhead_ratio", "bytes_up", "bytes_down", "bytes_down_dense", "wall_s")
 
 

@@ -63,7 +63,9 @@ def build_model(cfg: Config, setup: Setup) -> torch.nn.Module:
     from .models import build_model as build
 
     torch.manual_seed(cfg.run.seed)
-    return build(setup.model_name, setup.task)
+    model = build(setup.model_name, setup.task)
+    # float64: the same initial values (drawn in float32, then widened), trained in float64
+    return model.to(torch.float64) if cfg.train.dtype == "float64" else model
 
 
 def check_world_size(cfg: Config, world_size: int) -> None:

@@ -20,9 +20,13 @@ from .faults import maybe_fail
 from .logs import RunLog, find_standalone_reference, reference_key
 from .mechanism import choose_encoding, encode, encoded_size, finite_rows
 from .metrics import pearson100
-from .strategies import RoundInput, Strategy
+from .strategies import RoundInput, Strategy, importance_audit
 from .training import evaluate, flatten_parameters
 from .transport import SIZE_HEADER_BYTES, PeerFailure, RunAborted, ServerTransport
+
+
+WIRE_DTYPE = torch.float32
+"""Uploads and reward values travel as float32, also in float64 runs (see train.dtype)."""
 
 
 def validation_passes(strategy: Strategy) -> int:
@@ -40,6 +44,7 @@ class Server:
         self.dim = self.w.numel()
         self.n = cfg.data.agents
         self.strategy = strategy
+        self.audit = importance_audit(strategy)  # CGSV's r beside a baseline, for ρ_r (not timed)
         self.transport = transport
         self.log = log
         # The server's exact copy of each agent's model (agents only move by the rewards sent here),
@@ -68,7 +73,8 @@ class Server:
                       "they get psi = 0 and no weight this round", file=sys.stderr)
                 rows[~valid] = 0.0
             lr = cfg.train.lr * cfg.train.lr_decay ** (t - 1)
-            inp = RoundInput(round=t, updates=rows[:, :dim], extras=rows[:, dim:], valid=valid,
+            # float64 training: the float32 wire rows are widened for normalising and aggregating
+            inp = RoundInput(round=t, updates=rows[:, :dim].to(self.w.dtype), extras=rows[:, dim:], valid=valid,
                              server_model=self.w, agent_models=self.agent_models, lr=lr)
             t0 = time.perf_counter()
             passes_before = validation_passes(self.strategy)
@@ -76,18 +82,21 @@ class Server:
             self.totals["validation_passes"] = (self.totals.get("validation_passes", 0)
                                                 + validation_passes(self.strategy) - passes_before)
             for i, rw in enumerate(step.rewards):
+                rw.values = rw.values.to(WIRE_DTYPE)  # what the agent gets (a no-op in float32 runs)
                 k = dim if rw.indices is None else rw.indices.numel()
                 enc = cfg.comm.encoding if cfg.comm.encoding != "auto" else choose_encoding(k, dim)
                 idx = rw.indices if rw.indices is not None else torch.arange(dim)
                 payloads[i] = encode(idx, rw.values, dim, enc)
                 encodings[i] = enc
             mechanism_s = time.perf_counter() - t0
+            if self.audit is not None:
+                self.audit.value(inp)
             if step.server_delta is not None:
                 self.w.add_(step.server_delta)
             self.transport.send_rewards(payloads)
             for i, rw in enumerate(step.rewards):
                 if rw.indices is None:
-                    self.agent_models[i].add_(rw.values)
+                    self.agent_models[i].add_(rw.values.to(self.agent_models.dtype))
                 else:
                     self.agent_models[i].index_add_(0, rw.indices, rw.values.to(self.agent_models.dtype))
         stats = self.transport.receive_stats()
@@ -112,6 +121,10 @@ class Server:
         def per_agent(x, i):
             return math.nan if x is None else float(x[i])
 
+        cgsv_r = None
+        if step is not None:
+            cgsv_r = step.r if self.strategy.values_by_cgsv else (self.audit.r if self.audit is not None else None)
+
         agent_rows = []
         for i in range(n):
             s = dict(zip(STATS_FIELDS, stats[i].tolist()))
@@ -119,6 +132,7 @@ class Server:
             row = {"round": t, "agent": i + 1,
                    "psi": per_agent(step.psi if step else None, i),
                    "r": per_agent(step.r if step else None, i),
+                   "cgsv_r": per_agent(cgsv_r, i),
                    "q": per_agent(step.q if step else None, i),
                    "density": rw.density(dim) if rw is not None else 0.0,
                    "k": (dim if rw.indices is None else rw.indices.numel()) if rw is not None else 0,
@@ -180,7 +194,8 @@ class Server:
     def state_dict(self) -> dict[str, Any]:
         return {"w": self.w.clone(),
                 "agent_models": None if self.agent_models is None else self.agent_models.clone(),
-                "strategy": self.strategy.state_dict(), "totals": dict(self.totals), "last": self.last,
+                "strategy": self.strategy.state_dict(),
+                "audit": None if self.audit is None else self.audit.state_dict(), "totals": dict(self.totals), "last": self.last,
                 "last_eval": getattr(self, "last_eval", None), "bar_acc": getattr(self, "bar_acc", None),
                 "wall_s": time.perf_counter() - self.start_wall, "torch_rng": torch.get_rng_state(),
                 "ctx_generator": self.strategy.ctx.generator.get_state()}
@@ -190,6 +205,8 @@ class Server:
         if self.agent_models is not None:
             self.agent_models.copy_(state["agent_models"])
         self.strategy.load_state_dict(state["strategy"])
+        if self.audit is not None and state.get("audit") is not None:
+            self.audit.load_state_dict(state["audit"])
         self.totals = dict(state["totals"])
         self.last = state["last"]
         if state["last_eval"] is not None:
@@ -215,7 +232,7 @@ class Server:
             "beta": cfg.mechanism.beta if math.isfinite(cfg.mechanism.beta) else "inf",
             "final_acc": final_acc,
             "final_local_acc": [r["local_acc"] for r in agents],
-            "final_r": final_r, "final_q": [r["q"] for r in agents],
+            "final_r": final_r, "final_cgsv_r": [r["cgsv_r"] for r in agents], "final_q": [r["q"] for r in agents],
             "final_density": [r["density"] for r in agents],
             "final_shard_loss": shard_loss,
             "mean_acc": sum(final_acc) / len(final_acc), "max_acc": max(final_acc),
@@ -224,6 +241,9 @@ class Server:
             "rho_available": standalone is not None,
             "rho_r": pearson100(final_r, final_acc),
             "rho_r_loss": pearson100(final_r, [-x for x in shard_loss]),
+            # the paper's appendix: every method's ρ_r from CGSV's r on that method's uploads
+            "rho_r_cgsv": pearson100([r["cgsv_r"] for r in agents], final_acc),
+            "rho_r_loss_cgsv": pearson100([r["cgsv_r"] for r in agents], [-x for x in shard_loss]),
             "mechanism_s": t["mechanism_s"], "train_s": t["train_s"],
             "validation_passes": int(t.get("validation_passes", 0)),
             "overhead_ratio": t["mechanism_s"] / t["train_s"] if t["train_s"] > 0 else None,

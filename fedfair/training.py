@@ -28,6 +28,12 @@ def flatten_parameters(model: nn.Module) -> torch.Tensor:
     return flat
 
 
+def to_model(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """An input batch on the model's device, and in its precision if the batch is floating point
+    (images; token ids stay integers)."""
+    return x.to(like.device, like.dtype) if x.is_floating_point() else x.to(like.device)
+
+
 def layer_sizes(model: nn.Module) -> list[int]:
     return [p.numel() for p in model.parameters()]
 
@@ -45,6 +51,7 @@ class LocalTrainer:
         self.generator = generator
         params = list(model.parameters())
         self.device = params[0].device
+        self.model_param = params[0]  # device and precision of the inputs
         if cfg.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr)
         else:
@@ -72,7 +79,7 @@ class LocalTrainer:
         losses = []
         for pos in self._batches():
             x, y = self.task.batch("train", self.indices[pos], self.labels[pos])
-            x, y = x.to(self.device), y.to(self.device)
+            x, y = to_model(x, self.model_param), y.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
             loss = F.nll_loss(self.model(x), y)
             loss.backward()
@@ -100,8 +107,8 @@ def evaluate(model: nn.Module, task, split: str, indices=None, labels=None, batc
         idx = indices[start:start + batch_size]
         lab = None if labels is None else labels[start:start + batch_size]
         x, y = task.batch(split, idx, lab)
-        device = next(model.parameters()).device
-        x, y = x.to(device), y.to(device)
+        param = next(model.parameters())
+        x, y = to_model(x, param), y.to(param.device)
         out = model(x)
         total_loss += F.nll_loss(out, y, reduction="sum").item()
         correct += (out.argmax(1) == y).sum().item()

@@ -19,7 +19,7 @@ from fedfair.run import main
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = str(ROOT / "configs" / "default.toml")
 E = "fedfair: error: "
-MECH_KEYS = ("method, alpha, beta, grad_norm, mask_scope, r_min, standalone_step, qffl_q, cffl_threshold, "
+MECH_KEYS = ("method, alpha, beta, grad_norm, normalize, eps, grad_norm_decay, mask_scope, r_min, standalone_step, qffl_q, cffl_threshold, "
              "cffl_alpha, eci_permutations, behaviours")
 
 # (id, overrides, expected message after 'fedfair: error: '); world size = data.agents + 1 unless given

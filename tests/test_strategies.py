@@ -64,10 +64,10 @@ def test_standalone_gamma_step_and_plain_sgd():
     w0, delta = torch.tensor([1.0, 1.0, 1.0]), torch.tensor([3.0, 0.0, 4.0])
     s = make("standalone", "mechanism.grad_norm=0.5")
     assert not s.communicates
-    torch.testing.assert_close(s.local_apply(w0, delta), w0 + 0.5 * delta / (5.0 + 1e-7))
-    torch.testing.assert_close(s.local_apply(w0, torch.zeros(3)), w0)  # a zero update stays zero
+    torch.testing.assert_close(s.local_apply(w0, delta, 1), w0 + 0.5 * delta / (5.0 + 1e-7))
+    torch.testing.assert_close(s.local_apply(w0, torch.zeros(3), 1), w0)  # a zero update stays zero
     s = make("standalone", "mechanism.standalone_step=sgd")
-    torch.testing.assert_close(s.local_apply(w0, delta), w0 + delta)
+    torch.testing.assert_close(s.local_apply(w0, delta, 1), w0 + delta)
     with pytest.raises(RuntimeError):
         s.server_step(inp(U))
 

@@ -117,13 +117,20 @@ def test_report_tables_match_the_summaries(reported):
         assert float(t3[label]["overhead_ratio"]) == pytest.approx(sm["overhead_ratio"], abs=1e-6)
         if name == NAMES[0]:
             continue
-        for table, key in ((t2, "rho"), (t7, "rho_r"), (t8, "rho_r_loss")):
-            want = sm[key]
-            if want is None:
-                assert table[label]["cell"] == "undefined" and table[label][key] == ""
-            else:
-                assert float(table[label][key]) == pytest.approx(want, abs=1e-6)
-                assert table[label]["cell"] == f"{want:.2f}"
+        def shown(want):
+            return "undefined" if want is None else f"{want:.2f}"
+
+        for table, keys in ((t2, ("rho",)), (t7, ("rho_r_cgsv", "rho_r")), (t8, ("rho_r_loss_cgsv", "rho_r_loss"))):
+            for key in keys:
+                want = sm[key]
+                if want is None:
+                    assert table[label][key] == ""
+                else:
+                    assert float(table[label][key]) == pytest.approx(want, abs=1e-6)
+            cell = shown(sm[keys[0]]) if len(keys) == 1 else f"{shown(sm[keys[0]])} (own {shown(sm[keys[1]])})"
+            assert table[label]["cell"] == cell
+        # cgsv's own r is CGSV's r: the two columns agree
+        assert sm["rho_r_cgsv"] == sm["rho_r"] and sm["final_cgsv_r"] == sm["final_r"]
     runs = {r["run"]: r for r in read_csv(dest / "runs.csv")}
     assert set(runs) == set(NAMES)
 
@@ -255,7 +262,8 @@ def test_rho_undefined_is_never_zero_and_missing_references_are_computed(tmp_pat
     # finished before the standalone run: the report computes rho from it
     fake_run(runs, "late", "fedavg", [0.6, 0.7, 0.95])
     # zero variance: undefined, written by the server as null with rho_available true
-    fake_run(runs, "flat", "cgsv", [0.8, 0.8, 0.8], rho_available=True, rho_r=None, rho_r_loss=-12.5)
+    fake_run(runs, "flat", "cgsv", [0.8, 0.8, 0.8], rho_available=True, rho_r=None, rho_r_loss=-12.5,
+             rho_r_cgsv=None, rho_r_loss_cgsv=-12.5)
     # another seed's data: no reference at all
     fake_run(runs, "alone", "dw", [0.6, 0.7, 0.8], seed=1, reference_key="other")
     written = rep.report([runs], tmp_path / "rep", figures=False)
@@ -268,7 +276,7 @@ def test_rho_undefined_is_never_zero_and_missing_references_are_computed(tmp_pat
     assert t2["CGSV β=1"]["cell"] == "undefined" and t2["CGSV β=1"]["rho"] == ""
     assert t2["DW"]["cell"] == "n/a"
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| CGSV β=1 | undefined |" in md and "| CGSV β=1 | -12.50 |" in md
+    assert "| CGSV β=1 | undefined (own undefined) |" in md and "| CGSV β=1 | -12.50 (own -12.50) |" in md
     table2 = md.split("**Table 2")[1].split("**Table 7")[0]
     assert "0.00" not in table2 and "| 0 |" not in table2
     assert any("late" in n and "computed by the report" in n for n in written["notes"])

@@ -40,12 +40,15 @@ from .shapley import (
 )
 from .valuation import (
     cgsv_approx,
+    Normalize,
     finite_rows,
     global_k,
+    grad_norm_at,
     layer_k,
     reward_fractions,
     unit_scales,
     update_importance,
+    upload_scales,
 )
 
 __all__ = [
@@ -53,6 +56,9 @@ __all__ = [
     "cgsv_approx",
     "finite_rows",
     "unit_scales",
+    "upload_scales",
+    "grad_norm_at",
+    "Normalize",
     "update_importance",
     "reward_fractions",
     "global_k",

@@ -2,7 +2,9 @@
 
 One server round of the paper (Xu et al., NeurIPS 2021, Algorithm 1), as pure functions:
 
-1. every agent's upload Δw_i is rescaled to norm Γ:  u_i = Γ·Δw_i / (‖Δw_i‖₂ + ε);
+1. every agent's upload Δw_i is rescaled to norm Γ:  u_i = Γ·Δw_i / (‖Δw_i‖₂ + ε)
+   (``normalize = "rescale"``, the paper; :func:`upload_scales` also offers clipping at Γ
+   and no normalisation, and :func:`grad_norm_at` an explicit schedule Γ_t);
 2. the server aggregates  u_N = Σ_i a_i u_i  with aggregation weights a_i;
 3. each agent is valued by  ψ_i = cos(u_i, u_N)            (:func:`cgsv_approx`);
 4. importance is a moving average  r ← α r + (1−α) ψ       (:func:`update_importance`);
@@ -18,7 +20,7 @@ aggregation weights, so no normalised N×D copy is ever built.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 from torch import Tensor
@@ -27,6 +29,9 @@ __all__ = [
     "finite_rows",
     "cgsv_approx",
     "unit_scales",
+    "upload_scales",
+    "grad_norm_at",
+    "Normalize",
     "update_importance",
     "reward_fractions",
     "global_k",
@@ -82,19 +87,48 @@ def finite_rows(updates: Tensor) -> Tensor:
     return ok
 
 
-def _unit_scales_from_norms(norms: Tensor, grad_norm: float, eps: float) -> Tensor:
-    scales = grad_norm / (norms + eps)
-    return torch.where(norms > 0, scales, torch.zeros_like(scales))
+Normalize = Literal["rescale", "clip", "none"]
+"""How an upload becomes u_i = s_i·Δw_i: rescale to norm Γ (the paper), clip at Γ, or keep it raw."""
 
 
-def unit_scales(updates: Tensor, grad_norm: float, eps: float = 1e-7) -> Tensor:
-    """Γ / (‖Δw_i‖₂ + ε) per agent (float64, N), and 0 for a zero upload.
+def upload_scales(norms: Tensor, grad_norm: float, eps: float = 1e-7, normalize: Normalize = "rescale") -> Tensor:
+    """The factor s_i with u_i = s_i·Δw_i, from the row norms ‖Δw_i‖₂ (float64, N).
+
+    - ``rescale``: s_i = Γ / (‖Δw_i‖ + ε), every upload to norm Γ (just under, by ε). Once
+      ‖Δw_i‖ ≪ ε this tends to Γ/ε and the normalisation switches itself off: uploads then keep
+      their magnitude (the reference code's accident, see the spec's quirks).
+    - ``clip``: s_i = min(1, Γ / ‖Δw_i‖), the norm capped at Γ and small uploads kept as they
+      are (the clipping of DP and robust FL); ε does not enter.
+    - ``none``: s_i = 1, the raw update (the step is set by the local learning rate).
+
+    A zero upload gets s_i = 0 in every mode, so it stays zero (also with ε = 0).
+    """
+    positive = norms > 0
+    safe = torch.where(positive, norms, torch.ones_like(norms))
+    if normalize == "rescale":
+        scales = grad_norm / (norms + eps) if eps > 0 else grad_norm / safe
+    elif normalize == "clip":
+        scales = (grad_norm / safe).clamp_max(1.0)
+    elif normalize == "none":
+        scales = torch.ones_like(norms)
+    else:
+        raise ValueError(f"normalize must be rescale, clip or none, got {normalize!r}")
+    return torch.where(positive, scales, torch.zeros_like(scales))
+
+
+def grad_norm_at(grad_norm: float, decay: float, round: int) -> float:
+    """The server step Γ_t = Γ·decay^(t−1) of round t (decay = 1: a constant Γ, the paper)."""
+    return grad_norm * decay ** (round - 1)
+
+
+def unit_scales(updates: Tensor, grad_norm: float, eps: float = 1e-7, normalize: Normalize = "rescale") -> Tensor:
+    """s_i with u_i = s_i·Δw_i per agent (float64, N; :func:`upload_scales`), 0 for a zero upload.
 
     Multiplying row i by this gives the normalised upload u_i; strategies fold it into their
     own weights instead of materialising the normalised rows.
     """
     _check_grad_norm(grad_norm)
-    return _unit_scales_from_norms(_check_updates(updates), grad_norm, eps)
+    return upload_scales(_check_updates(updates), grad_norm, eps, normalize)
 
 
 def _check_grad_norm(grad_norm: float) -> None:
@@ -103,7 +137,7 @@ def _check_grad_norm(grad_norm: float) -> None:
 
 
 def cgsv_approx(
-    updates: Tensor, weights: Tensor, grad_norm: float, eps: float = 1e-7
+    updates: Tensor, weights: Tensor, grad_norm: float, eps: float = 1e-7, normalize: Normalize = "rescale"
 ) -> tuple[Tensor, Tensor]:
     """Aggregate u_N = Σ_i a_i u_i of the normalised uploads, and ψ_i = cos(u_i, u_N).
 
@@ -122,7 +156,7 @@ def cgsv_approx(
     if not bool(torch.isfinite(weights).all()):
         raise ValueError(f"aggregation weights must be finite, got {weights.tolist()}")
 
-    coefficients = weights.to(torch.float64) * _unit_scales_from_norms(norms, grad_norm, eps)
+    coefficients = weights.to(torch.float64) * upload_scales(norms, grad_norm, eps, normalize)
     aggregate = coefficients.to(updates.dtype) @ updates
 
     aggregate_norm = float(torch.linalg.vector_norm(aggregate))
@@ -140,18 +174,24 @@ def update_importance(r: Tensor, psi: Tensor, alpha: float, r_min: float = 1e-3)
     """Importance coefficients: r ← α r + (1−α) ψ, clamped below at r_min, normalised to sum 1.
 
     The moving average makes an agent's standing depend on its whole history, not one round;
-    the clamp (reference code) keeps every agent's reward non-empty and r a distribution.
-    Returns a new tensor.
+    the clamp (reference code: r_min = 1e-3) keeps every agent's reward non-empty and r a
+    distribution. With r_min = 0 (the paper, which names no clamp) r is only kept
+    non-negative, so it stays a valid set of convex aggregation weights; if every agent then
+    sits at 0 (all ψ ≤ 0 so far) nothing tells them apart and r is uniform, 1/N each, which
+    aggregates the next round as a plain average. Returns a new tensor.
     """
     if r.shape != psi.shape or r.dim() != 1:
         raise ValueError(f"r and psi must be matching N-vectors, got {tuple(r.shape)} and {tuple(psi.shape)}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    if not r_min > 0:
-        raise ValueError(f"r_min must be positive so that r stays a distribution, got {r_min}")
+    if not r_min >= 0:
+        raise ValueError(f"r_min must be >= 0 so that r stays a distribution, got {r_min}")
     moved = alpha * r + (1.0 - alpha) * psi.to(r.dtype)
     clamped = moved.clamp_min(r_min)
-    return clamped / clamped.sum()
+    total = clamped.sum()
+    if not total > 0:
+        return torch.full_like(clamped, 1.0 / clamped.numel())
+    return clamped / total
 
 
 def reward_fractions(r: Tensor, beta: float) -> Tensor:

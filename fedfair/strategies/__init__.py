@@ -23,10 +23,22 @@ def build_strategy(cfg, ctx: ServerContext) -> Strategy:
     return REGISTRY[method](cfg, ctx)
 
 
+def importance_audit(strategy: Strategy) -> CGSV | None:
+    """CGSV's valuation run alongside a method that has its own (or no) coefficient.
+
+    The paper's appendix (Tables 7, 8) computes ρ_r for every method from CGSV's moving-average
+    r on that method's uploads; this instance only values (``CGSV.value``), it never rewards.
+    None where the method's r already is CGSV's, or where nothing is uploaded.
+    """
+    if not strategy.communicates or strategy.values_by_cgsv:
+        return None
+    return CGSV(strategy.cfg, strategy.ctx)
+
+
 def needs_validation(method: str) -> bool:
     """Whether ``method`` needs the server's held-out validation set (cffl, eci)."""
     return REGISTRY[method].needs_validation
 
 
 __all__ = ["Reward", "RoundInput", "ServerContext", "ServerStep", "Strategy", "REGISTRY", "build_strategy",
-           "needs_validation", "default_val_size"]
+           "importance_audit", "needs_validation", "default_val_size"]

@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 
-from ..config import Config
+from ..config import Config, MechanismConfig
+from ..mechanism import grad_norm_at, unit_scales
 
 
 @dataclass
@@ -71,6 +72,9 @@ class Strategy(ABC):
     """Extra float scalars each agent appends to its upload (e.g. q-FFL's loss F_k)."""
     needs_validation: ClassVar[bool] = False
     """True when the server needs a held-out validation set (cffl, eci)."""
+    values_by_cgsv: ClassVar[bool] = False
+    """True when the logged r IS CGSV's moving-average importance (cgsv, dw, eu); for the other
+    communicating methods the server computes that r alongside, from the same uploads, for ρ_r."""
 
     def __init__(self, cfg: Config, ctx: ServerContext) -> None:
         self.cfg = cfg
@@ -85,8 +89,8 @@ class Strategy(ABC):
         """Extra scalars to append to this agent's upload."""
         return []
 
-    def local_apply(self, w_before: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """Non-communicating methods: the agent's new model from its own update."""
+    def local_apply(self, w_before: torch.Tensor, delta: torch.Tensor, round: int) -> torch.Tensor:
+        """Non-communicating methods: the agent's new model from its own update in round ``round``."""
         raise NotImplementedError(f"{self.name} communicates; local_apply is for standalone methods")
 
     # --- checkpointing ---
@@ -110,11 +114,16 @@ def default_val_size(num_train: int) -> int:
     return max(1, min(DEFAULT_VAL_CAP, math.ceil(DEFAULT_VAL_FRACTION * num_train)))
 
 
-def normalised_rows(inp: RoundInput, grad_norm: float) -> torch.Tensor:
-    """u_i = Gamma * dw_i / (|dw_i| + 1e-7) for every upload (zero and rejected rows stay zero), N x D."""
-    from ..mechanism import unit_scales
+def normalisation(m: MechanismConfig, round: int) -> dict[str, Any]:
+    """The normaliser's settings in round t, as keywords of ``cgsv_approx`` / ``unit_scales``:
+    the step Γ_t = Γ·decay^(t−1), the ε and the mode (rescale, clip, none)."""
+    return {"grad_norm": grad_norm_at(m.grad_norm, m.grad_norm_decay, round), "eps": m.eps,
+            "normalize": m.normalize}
 
-    scales = unit_scales(inp.updates, grad_norm).to(inp.updates.dtype)
+
+def normalised_rows(inp: RoundInput, m: MechanismConfig) -> torch.Tensor:
+    """u_i = s_i·Δw_i for every upload (rescaled, clipped or raw; zero and rejected rows stay zero), N x D."""
+    scales = unit_scales(inp.updates, **normalisation(m, inp.round)).to(inp.updates.dtype)
     return inp.updates * scales[:, None]
 
 

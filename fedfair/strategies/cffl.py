@@ -67,7 +67,7 @@ class CFFL(Strategy):
         accuracy = self.ctx.validation_accuracy
         if accuracy is None:
             raise RuntimeError("cffl needs the server's validation set (ServerContext.validation_accuracy)")
-        u = normalised_rows(inp, m.grad_norm)
+        u = normalised_rows(inp, m)
         use = self.active & inp.valid
         a = size_weights(self.ctx, use) if inp.round == 1 else torch.where(use, self.c, torch.zeros_like(self.c))
         aggregate = a.to(u.dtype) @ u

@@ -1,6 +1,7 @@
 """CGSV: the paper's mechanism (Xu et al., NeurIPS 2021, Algorithm 1).
 
-Each round: normalise uploads to norm Gamma, aggregate with the importance coefficients of
+Each round: normalise uploads to norm Gamma (or clip them at Gamma, or keep them raw:
+``mechanism.normalize``; Gamma may follow a schedule), aggregate with the importance coefficients of
 the previous round (data-size weights in round 1), value each agent by the cosine of its
 upload with the aggregate, update the moving-average importance r, and send agent i the
 top q_i share of the aggregate, q_i = tanh(beta r_i) / max_j tanh(beta r_j).
@@ -12,11 +13,12 @@ import math
 import torch
 
 from ..mechanism import cgsv_approx, reward_fractions, reward_masks, update_importance
-from .base import Reward, RoundInput, ServerStep, Strategy
+from .base import Reward, RoundInput, ServerStep, Strategy, normalisation
 
 
 class CGSV(Strategy):
     name = "cgsv"
+    values_by_cgsv = True
 
     def __init__(self, cfg, ctx) -> None:
         super().__init__(cfg, ctx)
@@ -33,11 +35,18 @@ class CGSV(Strategy):
         """The share q_i of the aggregate that agent i receives (DW and EU override this)."""
         return reward_fractions(self.r, self.cfg.mechanism.beta)
 
-    def server_step(self, inp: RoundInput) -> ServerStep:
+    def value(self, inp: RoundInput) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 1-4 of the round: the aggregate u_N and ψ, and r moved by ψ (returns u_N, ψ)."""
         m = self.cfg.mechanism
-        aggregate, psi = cgsv_approx(inp.updates, self.aggregation_weights(inp).to(inp.updates.dtype), m.grad_norm)
+        aggregate, psi = cgsv_approx(inp.updates, self.aggregation_weights(inp).to(inp.updates.dtype),
+                                     **normalisation(m, inp.round))
         psi = torch.where(inp.valid, psi.to(torch.float64), torch.zeros((), dtype=torch.float64))
         self.r = update_importance(self.r, psi, m.alpha, m.r_min)
+        return aggregate, psi
+
+    def server_step(self, inp: RoundInput) -> ServerStep:
+        m = self.cfg.mechanism
+        aggregate, psi = self.value(inp)
         q = self.fractions(psi, inp, aggregate)
         if math.isinf(m.beta):  # no sparsification: everyone gets the full aggregate
             rewards = [Reward(None, aggregate) for _ in range(self.ctx.agents)]

@@ -79,7 +79,7 @@ class ECI(Strategy):
     def server_step(self, inp: RoundInput) -> ServerStep:
         m = self.cfg.mechanism
         a = size_weights(self.ctx, inp.valid)
-        weighted = normalised_rows(inp, m.grad_norm) * a.to(inp.updates.dtype)[:, None]
+        weighted = normalised_rows(inp, m) * a.to(inp.updates.dtype)[:, None]
         aggregate = weighted.sum(dim=0)
         phi = self.shapley(inp, weighted)
         self.total = self.total + phi

@@ -6,8 +6,9 @@ The fairness reference ρ compares every method's final accuracies with these (s
 Choices (``mechanism.standalone_step``):
 
 - ``gamma`` (default): after its local work the agent applies its own normalised update,
-  w_i ← w_before + Γ·Δw_i / (‖Δw_i‖₂ + 1e-7) (a zero update stays zero): the step the
-  mechanism would take if the agent were alone. This is what matched the paper's
+  w_i ← w_before + Γ·Δw_i / (‖Δw_i‖₂ + ε) (a zero update stays zero): the step the
+  mechanism would take if the agent were alone, under the same ``mechanism.normalize``,
+  ``eps`` and Γ schedule as the communicating methods (``normalize = "none"`` is plain SGD). This is what matched the paper's
   Standalone rows (baselines.md).
 - ``sgd``: plain local SGD, the agent keeps its locally trained model (w_before + Δw_i).
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ..mechanism import unit_scales
-from .base import RoundInput, ServerStep, Strategy
+from .base import RoundInput, ServerStep, Strategy, normalisation
 
 
 class Standalone(Strategy):
@@ -31,9 +32,9 @@ class Standalone(Strategy):
     def server_step(self, inp: RoundInput) -> ServerStep:
         raise RuntimeError("standalone does not communicate: the server has no uploads to act on")
 
-    def local_apply(self, w_before: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    def local_apply(self, w_before: torch.Tensor, delta: torch.Tensor, round: int) -> torch.Tensor:
         m = self.cfg.mechanism
         if m.standalone_step == "sgd":
             return w_before + delta
-        scale = unit_scales(delta.reshape(1, -1), m.grad_norm)[0].to(delta.dtype)
+        scale = unit_scales(delta.reshape(1, -1), **normalisation(m, round))[0].to(delta.dtype)
         return w_before + scale * delta

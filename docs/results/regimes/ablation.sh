@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The training-regime ablation of issue 13: why CGSV is fair on CLA in one regime and not another.
+# CGSV beta=1 and Standalone, 200 rounds, evaluated every 50; one torchrun job at a time.
+#   docs/results/regimes/ablation.sh [STAGE ...]    (default: every stage, in order of what decides most)
+# Runs go to logs/regimes/<setting>/ (a finished run is skipped, so re-running resumes).
+# Report: python -m fedfair.regimes logs/regimes --out docs/results/regimes
+set -uo pipefail
+cd "$(dirname "$0")/../../.."
+export OMP_NUM_THREADS=1
+py=.venv/bin/python
+fixed="run.rounds=200 run.eval_every=50 comm.timeout_s=900 run.progress=false"
+
+# Local-training regimes: the reference code's (lr 1e-3, decay 0.955), an intermediate lr, Table 4's.
+regime() {
+  case "$1" in
+    ref) echo "--grid train.lr=0.001 --grid train.lr_decay=0.955" ;;
+    mid) echo "--grid train.lr=0.01 --grid train.lr_decay=0.977" ;;
+    t4) echo "--grid train.lr=$2 --grid train.lr_decay=0.977" ;;
+  esac
+}
+# Aggregations: rescale with the reference code's eps, exact rescale, exact rescale with Gamma decayed
+# to Gamma/10 at round 200 (0.9885^199 = 0.100), clip at Gamma, raw updates.
+agg() {
+  case "$1" in
+    eps) echo "--grid mechanism.normalize=rescale --grid mechanism.eps=1e-07 --grid mechanism.grad_norm_decay=1" ;;
+    exact) echo "--grid mechanism.normalize=rescale --grid mechanism.eps=0 --grid mechanism.grad_norm_decay=1" ;;
+    decay) echo "--grid mechanism.normalize=rescale --grid mechanism.eps=0 --grid mechanism.grad_norm_decay=0.9885" ;;
+    clip) echo "--grid mechanism.normalize=clip --grid mechanism.eps=1e-07 --grid mechanism.grad_norm_decay=1" ;;
+    none) echo "--grid mechanism.normalize=none --grid mechanism.eps=1e-07 --grid mechanism.grad_norm_decay=1" ;;
+  esac
+}
+# setting name -> config and Table 4 lr
+config() { case "$1" in m5cla) echo configs/mnist_5_cla.toml ;; m10cla) echo configs/mnist_10_cla.toml ;;
+  m5noise) echo configs/mnist_5_noise.toml ;; esac; }
+t4lr() { case "$1" in m10cla) echo 0.25 ;; *) echo 0.15 ;; esac; }
+
+one() {  # setting regime aggregation [extra --grid ...]
+  local s=$1 r=$2 a=$3; shift 3
+  echo "== $(date +%T) $s $r $a $*"
+  $py -m fedfair.sweep --config "$(config "$s")" --grid mechanism.method=standalone,cgsv \
+    $(regime "$r" "$(t4lr "$s")") $(agg "$a") "$@" --out-dir "logs/regimes/$s" $fixed
+}
+
+stage() {
+  case "$1" in
+    m5cla-ref) for a in eps exact clip none decay; do one m5cla ref $a; done ;;
+    m5cla-t4) for a in eps clip none decay exact; do one m5cla t4 $a; done ;;
+    m5cla-mid) for a in eps clip none decay exact; do one m5cla mid $a; done ;;
+    m10cla) for r in ref t4; do for a in eps exact clip none; do one m10cla $r $a; done; done ;;
+    m5noise) for r in ref t4; do for a in eps exact clip none; do one m5noise $r $a; done; done ;;
+    rest) for s in m10cla m5noise; do one $s ref decay; one $s t4 decay;
+            for a in eps exact clip none decay; do one $s mid $a; done; done ;;
+    float64) one m5cla ref eps --grid train.dtype=float64 ;;
+    capped) one m5cla ref eps --grid data.cla_pool=capped; one m5cla t4 eps --grid data.cla_pool=capped;
+            one m5cla t4 clip --grid data.cla_pool=capped ;;
+    seeds) for a in eps clip; do one m5cla ref $a --grid run.seed=1,2; one m5cla t4 $a --grid run.seed=1,2; done ;;
+  esac
+}
+
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(m5cla-ref m5cla-t4 m10cla m5noise m5cla-mid seeds capped float64 rest)
+for st in "${stages[@]}"; do stage "$st"; done
+echo "== $(date +%T) done"
