@@ -535,7 +535,7 @@ _VECTOR_LABELS = {"iid": "i.i.d. N(0,1) uploads", "correlated": "correlated uplo
 
 
 def fig1_variant(rows: list[dict[str, Any]]) -> str:
-    """The uploads and weights the rows were drawn with (older CSVs, without the columns: correlated, unlabelled)."""
+    """The uploads and weights the rows were drawn with; older CSVs lack the columns (they were correlated)."""
     parts = []
     for key, labels in (("vectors", _VECTOR_LABELS), ("weights", {})):
         values = sorted({str(r[key]) for r in rows if r.get(key)})
