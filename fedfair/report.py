@@ -528,9 +528,13 @@ def make_figures(setting: tuple[str, int, int], grid: dict[tuple, dict[str, Cell
 # ------------------------------------------------------------------ Fig. 1 (benchmark CSV)
 
 
-def read_fig1(path: Path) -> list[dict[str, float | None]]:
+FIG1_TEXT_COLUMNS = ("vectors", "weights")  # the benchmark's variant labels; every other column is a number
+
+
+def read_fig1(path: Path) -> list[dict[str, Any]]:
     with open(path, newline="") as f:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: (v if k in FIG1_TEXT_COLUMNS else float(v) if v not in ("", None) else None)
+                 for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def _mean_defined(values: list[float | None]) -> float | None:
@@ -538,55 +542,90 @@ def _mean_defined(values: list[float | None]) -> float | None:
     return _mean(defined) if defined else None
 
 
-def fig1_table(rows: list[dict[str, float | None]]) -> str:
-    """Mean normalised ℓ1/ℓ2 error and mean times per (N, D) from the benchmark's CSV."""
-    groups: dict[tuple[int, int], list[dict[str, float]]] = {}
+_VECTOR_LABELS = {"iid": "i.i.d. N(0,1) uploads", "correlated": "correlated uploads (shared direction + growing noise)"}
+
+
+def fig1_variant(rows: list[dict[str, Any]]) -> str:
+    """The uploads and weights the rows were drawn with; older CSVs lack the columns (they were correlated)."""
+    parts = []
+    for key, labels in (("vectors", _VECTOR_LABELS), ("weights", {})):
+        values = sorted({str(r[key]) for r in rows if r.get(key)})
+        if values:
+            parts.append(", ".join(labels.get(v, f"{v} {key}") for v in values))
+    return "; ".join(parts) or "variant not recorded"
+
+
+def fig1_table(rows: list[dict[str, Any]]) -> str:
+    """Mean normalised ℓ1/ℓ2 error (ψ, and sampling when recorded) and mean times per (N, D)."""
+    groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((int(r["n"]), int(r["dim"])), []).append(r)
-    lines = ["| N | D | ℓ1 error | ℓ2 error | ψ (ms) | exact CGSV, Gram + subset DP (ms) | "
-             "exact CGSV by definition (ms) |", "|---|---|---|---|---|---|---|"]
+    sampling = any(r.get("sampling_l1") is not None for r in rows)
+    head = "| N | D | ℓ1 error | ℓ2 error |"
+    if sampling:
+        head += " sampling K | sampling ℓ1 | sampling ℓ2 | sampling (ms) |"
+    head += " ψ (ms) | exact CGSV, Gram + subset DP (ms) | exact CGSV by definition (ms) |"
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for (n, d), rs in sorted(groups.items()):
         naive = _mean_defined([r.get("naive_s") for r in rs])
-        lines.append(f"| {n} | {d:,} | {_mean([r['l1'] for r in rs]):.4f} | {_mean([r['l2'] for r in rs]):.4f} | "
-                     f"{1e3 * _mean([r['psi_s'] for r in rs]):.3f} | {1e3 * _mean([r['exact_s'] for r in rs]):.3f} | "
-                     f"{'not run' if naive is None else f'{1e3 * naive:.1f}'} |")
+        line = f"| {n} | {d:,} | {_mean([r['l1'] for r in rs]):.4f} | {_mean([r['l2'] for r in rs]):.4f} |"
+        if sampling:
+            line += (f" {int(rs[0]['sampling_k'])} | {_mean([r['sampling_l1'] for r in rs]):.4f} | "
+                     f"{_mean([r['sampling_l2'] for r in rs]):.4f} | "
+                     f"{1e3 * _mean([r['sampling_s'] for r in rs]):.3f} |")
+        line += f" {1e3 * _mean([r['psi_s'] for r in rs]):.3f} | {1e3 * _mean([r['exact_s'] for r in rs]):.3f} |"
+        lines.append(line + f" {'not run' if naive is None else f'{1e3 * naive:.1f}'} |")
     return "\n".join(lines)
 
 
-def plot_fig1(rows: list[dict[str, float | None]], path: Path) -> None:
+def plot_fig1(rows: list[dict[str, Any]], path: Path) -> None:
+    """ℓ1 error, ℓ2 error and time against N: one colour per D, one line style per estimator."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     dims = sorted({int(r["dim"]) for r in rows})
-    fig, (ax_err, ax_t) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ks = sorted({int(r["sampling_k"]) for r in rows if r.get("sampling_k") is not None})
+    k_text = f"K = {ks[0]}" if len(ks) == 1 else "K = " + "/".join(map(str, ks))
+    fig, (ax_l1, ax_l2, ax_t) = plt.subplots(1, 3, figsize=(15, 4.4))
     for d in dims:
         ns = sorted({int(r["n"]) for r in rows if int(r["dim"]) == d})
 
-        def mean_of(key: str, n: int) -> float | None:
-            return _mean_defined([r.get(key) for r in rows if int(r["dim"]) == d and int(r["n"]) == n])
+        def series(key: str) -> tuple[list[int], list[float]]:
+            points = [(n, _mean_defined([r.get(key) for r in rows if int(r["dim"]) == d and int(r["n"]) == n]))
+                      for n in ns]
+            # a log axis cannot show 0 (ψ is exact at N = 2): such points are left out
+            return [n for n, v in points if v], [v for _, v in points if v]
 
-        line, = ax_err.plot(ns, [mean_of("l1", n) for n in ns], marker="o", ms=3, label=f"ℓ1, D={d:,}")
-        ax_err.plot(ns, [mean_of("l2", n) for n in ns], marker="s", ms=3, ls="--", color=line.get_color(),
-                    label=f"ℓ2, D={d:,}")
-        line, = ax_t.plot(ns, [mean_of("exact_s", n) for n in ns], marker="o", ms=3,
-                          label=f"exact CGSV (Gram + DP), D={d:,}")
-        ax_t.plot(ns, [mean_of("psi_s", n) for n in ns], marker="s", ms=3, ls="--", color=line.get_color(),
-                  label=f"ψ (cosine), D={d:,}")
-        naive = [(n, mean_of("naive_s", n)) for n in ns]
-        naive = [(n, t) for n, t in naive if t is not None]
-        if naive:
-            ax_t.plot([n for n, _ in naive], [t for _, t in naive], marker="^", ms=3, ls=":", color=line.get_color(),
+        color = None
+        for ax, key in ((ax_l1, "l1"), (ax_l2, "l2")):
+            line, = ax.plot(*series(key), marker="o", ms=3, color=color, label=f"ψ (cosine), D={d:,}")
+            color = line.get_color()
+            if ks:
+                ax.plot(*series(f"sampling_{key}"), marker="v", ms=3, ls="--", color=color,
+                        label=f"permutation sampling, {k_text}, D={d:,}")
+        ax_t.plot(*series("exact_s"), marker="o", ms=3, color=color, label=f"exact CGSV (Gram + DP), D={d:,}")
+        ax_t.plot(*series("psi_s"), marker="s", ms=3, ls=(0, (1, 1)), color=color, label=f"ψ (cosine), D={d:,}")
+        if ks:
+            ax_t.plot(*series("sampling_s"), marker="v", ms=3, ls="--", color=color,
+                      label=f"permutation sampling, {k_text}, D={d:,}")
+        naive_n, naive_t = series("naive_s")
+        if naive_n:
+            ax_t.plot(naive_n, naive_t, marker="^", ms=3, ls="-.", color=color,
                       label=f"exact CGSV by definition, D={d:,}")
-    ax_err.set_xlabel("number of agents N")
-    ax_err.set_ylabel("normalised error of ψ vs exact CGSV")
-    ax_err.legend(fontsize=7)
+    for ax, metric in ((ax_l1, "ℓ1"), (ax_l2, "ℓ2")):
+        ax.set_xlabel("number of agents N")
+        ax.set_ylabel(f"normalised {metric} error vs exact CGSV")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
     ax_t.set_xlabel("number of agents N")
     ax_t.set_ylabel("time per valuation (s)")
     ax_t.set_yscale("log")
     ax_t.legend(fontsize=7)
-    fig.suptitle("Fig. 1: ψ = cos(u_i, u_N) against the exact CGSV", fontsize=10)
+    budget = f", and permutation sampling at ψ's budget ({k_text})" if ks else ""
+    fig.suptitle(f"Fig. 1: ψ = cos(u_i, u_N){budget} against the exact CGSV\n{fig1_variant(rows)}; "
+                 "mean over trials", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -686,8 +725,9 @@ def report(paths: list[Path], out: Path, fig1: Path | None = None, title: str | 
     if fig1 is not None:
         rows = read_fig1(fig1)
         md += ["## Fig. 1: ψ against the exact CGSV", "",
-               f"From `{fig1}` (benchmarks/fig1_psi_vs_exact.py): normalised ℓ1/ℓ2 distance between ψ and the exact "
-               "CGSV φ (each normalised to sum 1), and the time of one valuation, mean over trials.", "",
+               f"From `{fig1}` (benchmarks/fig1_psi_vs_exact.py; {fig1_variant(rows)}): normalised ℓ1/ℓ2 distance "
+               "between ψ (and, where recorded, permutation sampling at ψ's budget of coalition evaluations) and the "
+               "exact CGSV φ (each normalised to sum 1), and the time of one valuation, mean over trials.", "",
                fig1_table(rows), ""]
         if can_plot:
             plot_fig1(rows, out / "fig1_psi_vs_exact.png")

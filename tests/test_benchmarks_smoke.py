@@ -6,6 +6,7 @@ fed a small hand-made run folder whose byte counts follow the codec's sizes.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
+import fig1_psi_vs_exact as fig1  # noqa: E402
 import overhead  # noqa: E402
 import scaling  # noqa: E402
 import server_step  # noqa: E402
@@ -23,7 +25,8 @@ import shapley  # noqa: E402
 import wire  # noqa: E402
 from _common import interleaved, make_round  # noqa: E402
 
-from fedfair.mechanism import HEADER_BYTES, encoded_size  # noqa: E402
+from fedfair.mechanism import (HEADER_BYTES, cgsv_approx, encoded_size, exact_cgsv,  # noqa: E402
+                               normalised_error, unit_scales)
 from fedfair.transport import SIZE_HEADER_BYTES  # noqa: E402
 
 SHAPES = [torch.Size([6, 5]), torch.Size([6]), torch.Size([40]), torch.Size([3])]  # the reference fails on 1-entry tensors
@@ -41,6 +44,55 @@ def test_shapley_measure_small() -> None:
     assert m["phi_sum"] == pytest.approx(1.0, abs=1e-9)
     assert set(m["k"]) == {"evaluations", "time", "hoeffding"}
     assert m["k"]["evaluations"][0] == 4  # ceil(2^4 / 4)
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("vectors", fig1.VECTORS)
+def test_fig1_both_variants_with_the_sampling_curve(tmp_path: Path, vectors: str) -> None:
+    stem = tmp_path / vectors
+    assert fig1.main(["--vectors", vectors, "--agents", "2", "4", "--dims", "300", "--trials", "2",
+                      "--repeats", "1", "--out", str(stem)]) == 0
+    rows = _read_rows(stem.with_suffix(".csv"))
+    assert list(rows[0]) == fig1.COLUMNS
+    assert {"vectors", "sampling_k", "sampling_l1", "sampling_l2", "sampling_s"} <= set(rows[0])
+    assert [(r["n"], r["trial"]) for r in rows] == [("2", "0"), ("2", "1"), ("4", "0"), ("4", "1")]
+    assert all(r["vectors"] == vectors and r["weights"] == "uniform" for r in rows)
+    assert all(r["sampling_k"] == "1" for r in rows)  # the default budget: one permutation = ψ's N evaluations
+    assert all(float(r["sampling_l1"]) >= float(r["sampling_l2"]) > 0 and float(r["sampling_s"]) > 0 for r in rows)
+    assert all(float(r["l1"]) >= float(r["l2"]) >= 0 and r["naive_s"] != "" for r in rows)
+    assert float(rows[0]["l1"]) < 1e-6  # two agents: ψ is exact up to normalisation
+    # ψ's error columns are normalised_error(ψ, φ) on the round the row was drawn from
+    row = rows[3]
+    updates, a = fig1.make_round(4, 300, fig1.round_seed(4, 1, 0), "uniform", vectors)
+    _, psi = cgsv_approx(updates, a, fig1.GAMMA)
+    phi = exact_cgsv(updates * unit_scales(updates, fig1.GAMMA).to(updates.dtype)[:, None], a)
+    l1, l2 = normalised_error(psi, phi)
+    assert float(row["l1"]) == pytest.approx(l1, rel=1e-5) and float(row["l2"]) == pytest.approx(l2, rel=1e-5)
+    assert l1 > 1e-5  # a non-trivial error at N = 4, so the comparison above checks something
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert stem.with_suffix(".png").stat().st_size > 0
+
+
+def test_fig1_sampling_converges_to_exact_phi_with_a_huge_budget() -> None:
+    for n in (3, 5):
+        m = fig1.measure(n, 200, trial=0, repeats=1, weights="importance", naive_budget=0, vectors="correlated",
+                         budget=40_000)
+        assert m["sampling_k"] == 40_000 and m["naive_s"] is None
+        assert m["sampling_l1"] < 0.01 and m["sampling_l2"] < 0.01
+    low = fig1.measure(5, 200, trial=0, repeats=1, weights="uniform", naive_budget=0, vectors="iid")
+    assert low["sampling_k"] == 1 and low["sampling_l1"] > 0.05  # one permutation is far from φ
+
+
+def test_fig1_is_deterministic_for_a_seed() -> None:
+    def values(seed: int) -> list[object]:
+        m = fig1.measure(4, 100, trial=1, repeats=1, weights="uniform", naive_budget=0, budget=3, seed=seed)
+        return [m[k] for k in ("l1", "l2", "max_abs_diff", "sampling_k", "sampling_l1", "sampling_l2")]
+
+    assert values(0) == values(0) and values(0) != values(1)
 
 
 def test_interleaved_respects_per_function_repeats() -> None:
