@@ -12,12 +12,14 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 METHODS = ("cgsv", "standalone", "fedavg", "dw", "eu", "rr", "qffl", "cffl", "eci")
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5")
 PARTITIONS = ("uni", "pow", "cla")
 BEHAVIOURS = ("honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan")
+PAD_DATASETS = ("mnist", "fashion_mnist")
+"""Data sets whose 28x28 images data.image_pad = "data" pads to 32x32."""
 
 
 class ConfigError(ValueError):
@@ -27,6 +29,16 @@ class ConfigError(ValueError):
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"{name} = {value!r} is invalid: {allowed}")
+
+
+def _hint(cls: type, field_name: str) -> Any:
+    return typing.get_type_hints(cls)[field_name]
+
+
+def _check_choice(name: str, value: Any, hint: Any) -> None:
+    """A Literal[...] field: the value must be one of the Literal's strings."""
+    allowed = typing.get_args(hint)
+    _check(isinstance(value, str) and value in allowed, name, value, f"one of {', '.join(map(str, allowed))}")
 
 
 @dataclass
@@ -69,7 +81,8 @@ class DataConfig:
     agents: int = 5
     """Number of agents N; the job's world size must be N + 1."""
     pool_size: int = 0
-    """Samples split among agents for uni/pow (0 = the data set's default)."""
+    """Samples split among agents for uni/pow, and CLA's pool when cla_pool = capped (0 = the data
+    set's default: 600*N for MNIST)."""
     shard_size: int = 0
     """CLA samples per agent S (0 = the data set's default)."""
     label_noise: list[float] = field(default_factory=list)
@@ -79,9 +92,22 @@ class DataConfig:
     hold out 10% of the training data, at most 1000, recorded in the run's config.toml)."""
     test_fraction: float = 0.2
     """Stratified test fraction for data sets without a test split."""
+    cla_pool: Literal["full", "capped"] = "full"
+    """Where CLA draws its shards from: full (all training data not held out) or capped (first a
+    random pool of pool_size samples, as the reference code's sample_size_cap = 600*N on MNIST, so
+    agents share many samples). No effect on uni/pow, which always draw a pool of pool_size."""
+    image_pad: Literal["model", "data"] = "model"
+    """28x28 images (mnist, fashion_mnist): model (standardise, the model zero-pads to 32x32, so the
+    border is 0 against a negative background) or data (zero-pad raw pixels to 32x32, then
+    standardise with the padded training images' mean/std, as the reference code: border = background)."""
 
     def __post_init__(self) -> None:
         _check(self.dataset in DATASETS, "data.dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+        _check_choice("data.cla_pool", self.cla_pool, _hint(DataConfig, "cla_pool"))
+        _check_choice("data.image_pad", self.image_pad, _hint(DataConfig, "image_pad"))
+        _check(self.image_pad == "model" or self.dataset in PAD_DATASETS, "data.image_pad", self.image_pad,
+               f"'data' pads 28x28 images to 32x32, so only for {' or '.join(PAD_DATASETS)} "
+               f"(data.dataset is {self.dataset!r})")
         _check(self.partition in PARTITIONS, "data.partition", self.partition, f"one of {', '.join(PARTITIONS)}")
         _check(self.agents >= 1, "data.agents", self.agents, "must be >= 1")
         _check(self.pool_size >= 0, "data.pool_size", self.pool_size, "must be >= 0")
@@ -204,6 +230,26 @@ class Config:
         return dataclasses.asdict(self)
 
 
+#: data fields added after runs were recorded, and the value every run made before them had.
+LATER_DATA_FIELDS = {"cla_pool": "full", "image_pad": "model"}
+
+
+def data_identity(cfg: Config) -> dict[str, Any]:
+    """The [data] section as part of a run's identity (fairness reference key, checkpoints).
+
+    Fields of LATER_DATA_FIELDS are left out at their old value, so keys and checkpoints written
+    before the fields existed still match (a missing key = the default); cla_pool counts as full
+    outside CLA, where it changes nothing.
+    """
+    d = dataclasses.asdict(cfg.data)
+    if cfg.data.partition != "cla":
+        d["cla_pool"] = LATER_DATA_FIELDS["cla_pool"]
+    for key, old in LATER_DATA_FIELDS.items():
+        if d[key] == old:
+            del d[key]
+    return d
+
+
 SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
 
 
@@ -215,9 +261,18 @@ class _Override:
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     """Check a TOML value against a field's type hint; ints are accepted where floats are."""
-    if isinstance(value, _Override):
-        value = value.text if hint is str else _parse_value(value.text)
     origin = typing.get_origin(hint)
+    if isinstance(value, _Override):
+        if hint is str:
+            value = value.text
+        elif origin is Literal:  # a choice: a quoted or bare word, anything else stays its text
+            parsed = _parse_value(value.text)
+            value = parsed if isinstance(parsed, str) else value.text
+        else:
+            value = _parse_value(value.text)
+    if origin is Literal:
+        _check_choice(name, value, hint)
+        return value
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
