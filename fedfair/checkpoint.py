@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .config import Config
+from .config import Config, data_identity
 
 SERVER_FILE = "server.pt"
 MARKER = "COMPLETE"
@@ -42,8 +42,8 @@ class CheckpointError(ValueError):
 
 def compat_config(cfg: Config) -> dict[str, Any]:
     """What must be equal for a checkpoint to continue this run (run length, evaluation, comm may change)."""
-    d = cfg.to_dict()
-    return {"seed": cfg.run.seed, "data": d["data"], "train": d["train"], "mechanism": d["mechanism"]}
+    d = cfg.to_dict()  # data_identity: a checkpoint written before cla_pool/image_pad existed still fits
+    return {"seed": cfg.run.seed, "data": data_identity(cfg), "train": d["train"], "mechanism": d["mechanism"]}
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str | None:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .config import Config, to_toml
+from .config import Config, data_identity, to_toml
 
 AGENT_COLUMNS = ["round", "agent", "psi", "r", "q", "density", "k", "encoding", "bytes_up", "bytes_down",
                  "bytes_recv", "valid", "test_acc", "test_loss", "local_acc", "local_loss", "train_loss",
@@ -85,9 +85,14 @@ class RunLog:
 
 
 def reference_key(cfg: Config) -> str:
-    """What must match for a standalone run to serve as another run's fairness reference."""
+    """What must match for a standalone run to serve as another run's fairness reference.
+
+    The data section includes cla_pool and image_pad when not at their defaults (so a capped-pool
+    CGSV run never meets a full-pool standalone run); at the defaults the key is the one that runs
+    recorded before these fields existed.
+    """
     d = cfg.to_dict()
-    return json.dumps({"data": d["data"], "train": d["train"], "seed": cfg.run.seed, "rounds": cfg.run.rounds,
+    return json.dumps({"data": data_identity(cfg), "train": d["train"], "seed": cfg.run.seed, "rounds": cfg.run.rounds,
                        "grad_norm": cfg.mechanism.grad_norm, "standalone_step": cfg.mechanism.standalone_step},
                       sort_keys=True)
 
