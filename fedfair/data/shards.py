@@ -122,10 +122,10 @@ def make_shards(
         return size
 
     if partition in ("uni", "pow"):
-        pool_size = checked_pool_size()
-        pool = part_rng.choice(available, size=pool_size, replace=False).astype(np.int64)
+        size = checked_pool_size()
+        pool = part_rng.choice(available, size=size, replace=False).astype(np.int64)
         fn = partitions.uni if partition == "uni" else partitions.pow
-        positions = fn(pool_size, agents, part_rng)
+        positions = fn(size, agents, part_rng)
         index_lists = [pool[p] for p in positions]
     else:
         if shard_size is None:
