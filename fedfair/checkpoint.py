@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .config import Config
+from .config import Config, run_identity
 
 SERVER_FILE = "server.pt"
 MARKER = "COMPLETE"
@@ -42,7 +42,7 @@ class CheckpointError(ValueError):
 
 def compat_config(cfg: Config) -> dict[str, Any]:
     """What must be equal for a checkpoint to continue this run (run length, evaluation, comm may change)."""
-    d = cfg.to_dict()
+    d = run_identity(cfg)  # a checkpoint written before later settings existed still fits
     return {"seed": cfg.run.seed, "data": d["data"], "train": d["train"], "mechanism": d["mechanism"]}
 
 

@@ -62,7 +62,7 @@ def plan(config: str | None, methods: list[str], out_dir: str, overrides: list[s
         from .strategies import default_val_size
 
         task = load_task(base.data.dataset, base.data.data_dir or None, seed=base.run.seed,
-                         test_fraction=base.data.test_fraction)
+                         test_fraction=base.data.test_fraction, image_pad=base.data.image_pad)
         extra.append(f"data.val_size={default_val_size(task.num_train)}")
     return [load_config(config, [*overrides, *extra, f"mechanism.method={m}", f"run.name={m}"]) for m in ordered]
 
@@ -156,11 +156,12 @@ def write_outputs(out_dir: str | Path, rows: list[dict[str, Any]], header: str) 
 
 
 def finished(cfg: Config) -> bool:
-    """Whether cfg's run folder holds a finished run of exactly this resolved config."""
+    """Whether cfg's run folder holds a finished run of exactly this resolved config (read back
+    through load_config, so a config.toml written before a field existed counts with its default)."""
     d = cfg.run_dir
     try:
-        return (d / "summary.json").is_file() and (d / "config.toml").read_text() == to_toml(cfg)
-    except OSError:
+        return (d / "summary.json").is_file() and to_toml(load_config(d / "config.toml")) == to_toml(cfg)
+    except (OSError, ConfigError):
         return False
 
 

@@ -18,6 +18,8 @@ METHODS = ("cgsv", "standalone", "fedavg", "dw", "eu", "rr", "qffl", "cffl", "ec
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5")
 PARTITIONS = ("uni", "pow", "cla")
 BEHAVIOURS = ("honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan")
+PAD_DATASETS = ("mnist", "fashion_mnist")
+"""Data sets whose 28x28 images data.image_pad = "data" pads to 32x32."""
 
 
 class ConfigError(ValueError):
@@ -29,13 +31,17 @@ def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{name} = {value!r} is invalid: {allowed}")
 
 
+def _check_choice(name: str, value: Any, hint: Any) -> None:
+    """A Literal[...] field: the value must be one of the Literal's strings."""
+    allowed = typing.get_args(hint)
+    _check(isinstance(value, str) and value in allowed, name, value, f"one of {', '.join(map(str, allowed))}")
+
+
 def _check_choices(obj: Any, section: str) -> None:
     """Every ``Literal[...]`` field holds one of its choices (also when built in code, not from TOML)."""
     for name, hint in typing.get_type_hints(type(obj)).items():
         if typing.get_origin(hint) is Literal:
-            allowed = typing.get_args(hint)
-            _check(getattr(obj, name) in allowed, f"{section}.{name}", getattr(obj, name),
-                   f"one of {', '.join(map(str, allowed))}")
+            _check_choice(f"{section}.{name}", getattr(obj, name), hint)
 
 
 @dataclass
@@ -78,7 +84,8 @@ class DataConfig:
     agents: int = 5
     """Number of agents N; the job's world size must be N + 1."""
     pool_size: int = 0
-    """Samples split among agents for uni/pow (0 = the data set's default)."""
+    """Samples split among agents for uni/pow, and CLA's pool when cla_pool = capped (0 = the data
+    set's default: 600*N for MNIST)."""
     shard_size: int = 0
     """CLA samples per agent S (0 = the data set's default)."""
     label_noise: list[float] = field(default_factory=list)
@@ -88,9 +95,21 @@ class DataConfig:
     hold out 10% of the training data, at most 1000, recorded in the run's config.toml)."""
     test_fraction: float = 0.2
     """Stratified test fraction for data sets without a test split."""
+    cla_pool: Literal["full", "capped"] = "full"
+    """Where CLA draws its shards from: full (all training data not held out) or capped (first a
+    random pool of pool_size samples, as the reference code's sample_size_cap = 600*N on MNIST, so
+    agents share many samples). No effect on uni/pow, which always draw a pool of pool_size."""
+    image_pad: Literal["model", "data"] = "model"
+    """28x28 images (mnist, fashion_mnist): model (standardise, the model zero-pads to 32x32, so the
+    border is 0 against a negative background) or data (zero-pad raw pixels to 32x32, then
+    standardise with the padded training images' mean/std, as the reference code: border = background)."""
 
     def __post_init__(self) -> None:
         _check(self.dataset in DATASETS, "data.dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+        _check_choices(self, "data")
+        _check(self.image_pad == "model" or self.dataset in PAD_DATASETS, "data.image_pad", self.image_pad,
+               f"'data' pads 28x28 images to 32x32, so only for {' or '.join(PAD_DATASETS)} "
+               f"(data.dataset is {self.dataset!r})")
         _check(self.partition in PARTITIONS, "data.partition", self.partition, f"one of {', '.join(PARTITIONS)}")
         _check(self.agents >= 1, "data.agents", self.agents, "must be >= 1")
         _check(self.pool_size >= 0, "data.pool_size", self.pool_size, "must be >= 0")
@@ -229,6 +248,28 @@ class Config:
         return dataclasses.asdict(self)
 
 
+#: Fields added after runs were recorded, and the value every run made before them had.
+LATER_FIELDS: dict[tuple[str, str], Any] = {
+    ("data", "cla_pool"): "full", ("data", "image_pad"): "model", ("train", "dtype"): "float32",
+    ("mechanism", "normalize"): "rescale", ("mechanism", "eps"): 1e-7, ("mechanism", "grad_norm_decay"): 1.0}
+
+
+def run_identity(cfg: Config) -> dict[str, dict[str, Any]]:
+    """The config as part of a run's identity (fairness reference key, checkpoints).
+
+    Fields of LATER_FIELDS are left out at their old value, so keys and checkpoints written
+    before the fields existed still match (a missing key = the default); cla_pool counts as full
+    outside CLA, where it changes nothing.
+    """
+    d = cfg.to_dict()
+    if cfg.data.partition != "cla":
+        d["data"]["cla_pool"] = LATER_FIELDS[("data", "cla_pool")]
+    for (sec, key), old in LATER_FIELDS.items():
+        if d[sec][key] == old:
+            del d[sec][key]
+    return d
+
+
 SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
 
 
@@ -242,10 +283,15 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     """Check a TOML value against a field's type hint; ints are accepted where floats are."""
     origin = typing.get_origin(hint)
     if isinstance(value, _Override):
-        value = value.text if hint is str or origin is Literal else _parse_value(value.text)
-    if origin is Literal:  # the choice itself is checked in __post_init__ (_check_choices)
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} = {value!r} is invalid: expected a string")
+        if hint is str:
+            value = value.text
+        elif origin is Literal:  # a choice: a quoted or bare word, anything else stays its text
+            parsed = _parse_value(value.text)
+            value = parsed if isinstance(parsed, str) else value.text
+        else:
+            value = _parse_value(value.text)
+    if origin is Literal:
+        _check_choice(name, value, hint)
         return value
     if origin is list:
         (item,) = typing.get_args(hint)

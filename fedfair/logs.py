@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .config import Config, to_toml
+from .config import Config, run_identity, to_toml
 
 AGENT_COLUMNS = ["round", "agent", "psi", "r", "cgsv_r", "q", "density", "k", "encoding", "bytes_up", "bytes_down",
                  "bytes_recv", "valid", "test_acc", "test_loss", "local_acc", "local_loss", "train_loss",
@@ -84,26 +84,16 @@ class RunLog:
             f.close()
 
 
-# Settings added after run folders already existed: left out of the key at their default, so
-# that older folders (whose key never named them) still match; named as soon as they differ.
-LATER_SETTINGS = {("data", "cla_pool"): "full", ("data", "image_pad"): "model", ("train", "dtype"): "float32",
-                  ("mechanism", "normalize"): "rescale", ("mechanism", "eps"): 1e-7,
-                  ("mechanism", "grad_norm_decay"): 1.0}
-
-
 def reference_key(cfg: Config) -> str:
     """What must match for a standalone run to serve as another run's fairness reference: the
     data, the local training, seed, rounds, and the step standalone takes (Γ, its schedule, the
-    normaliser and its ε)."""
-    d = cfg.to_dict()
-    key = {"data": d["data"], "train": d["train"], "seed": cfg.run.seed, "rounds": cfg.run.rounds,
+    normaliser and its ε). Settings added later are named only when not at their old default
+    (``run_identity``), so keys recorded before they existed still match.
+    """
+    ident = run_identity(cfg)
+    key = {"data": ident["data"], "train": ident["train"], "seed": cfg.run.seed, "rounds": cfg.run.rounds,
            "grad_norm": cfg.mechanism.grad_norm, "standalone_step": cfg.mechanism.standalone_step}
-    for field in ("normalize", "eps", "grad_norm_decay"):
-        key[field] = d["mechanism"][field]
-    for (sec, field), default in LATER_SETTINGS.items():
-        holder = key if sec == "mechanism" else key[sec]
-        if field in holder and holder[field] == default:
-            del holder[field]
+    key.update({k: ident["mechanism"][k] for k in ("normalize", "eps", "grad_norm_decay") if k in ident["mechanism"]})
     return json.dumps(key, sort_keys=True)
 
 

@@ -43,7 +43,8 @@ class DigitsCNN(nn.Module):
 
 class MnistCNN(nn.Module):
     """Reference MNIST CNN, D = 104,242. Inputs smaller than 32x32 (MNIST's 28x28) are
-    zero-padded symmetrically to 32x32 inside forward, so the data stays 28x28 in memory."""
+    zero-padded symmetrically to 32x32 inside forward, so the data stays 28x28 in memory
+    (data.image_pad = data pads the pixels before standardising instead: 32x32 passes unpadded)."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1):
         super().__init__()

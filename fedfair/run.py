@@ -40,11 +40,12 @@ def prepare(cfg: Config) -> Setup:
     from .models import default_model_for
 
     task = load_task(cfg.data.dataset, cfg.data.data_dir or None, seed=cfg.run.seed,
-                     test_fraction=cfg.data.test_fraction)
+                     test_fraction=cfg.data.test_fraction, image_pad=cfg.data.image_pad)
     resolve_val_size(cfg, task.num_train)
     shards, val = make_shards(task, partition=cfg.data.partition, agents=cfg.data.agents, seed=cfg.run.seed,
                               pool_size=cfg.data.pool_size or None, shard_size=cfg.data.shard_size or None,
-                              label_noise=cfg.data.label_noise, val_size=cfg.data.val_size)
+                              label_noise=cfg.data.label_noise, val_size=cfg.data.val_size,
+                              cla_pool=cfg.data.cla_pool)
     return Setup(task, shards, val, cfg.train.model or default_model_for(cfg.data.dataset))
 
 

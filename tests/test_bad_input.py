@@ -53,6 +53,17 @@ OVERRIDES = [
      "data.val_size=5000 must be in [0, 1436]: the training data has 1437 samples"),
     ("more agents than samples", ["data.partition=uni", "data.agents=3", "data.pool_size=2"],
      "data.pool_size=2 is smaller than agents=3: UNI shards would be empty"),
+    ("unknown cla_pool", ["data.cla_pool=small"], "data.cla_pool = 'small' is invalid: one of full, capped"),
+    ("cla_pool not a word", ["data.cla_pool=2"], "data.cla_pool = '2' is invalid: one of full, capped"),
+    ("capped pool larger than data", ["data.cla_pool=capped", "data.pool_size=5000"],
+     "data.pool_size=5000 must be in [1, 1437]: digits has 1437 training samples, 0 held out for validation"),
+    ("unknown image_pad", ["data.image_pad=edge"], "data.image_pad = 'edge' is invalid: one of model, data"),
+    ("image_pad data on digits", ["data.image_pad=data"],
+     "data.image_pad = 'data' is invalid: 'data' pads 28x28 images to 32x32, so only for mnist or fashion_mnist "
+     "(data.dataset is 'digits')"),
+    ("image_pad data on cifar10", ["data.dataset=cifar10", "data.image_pad=data"],
+     "data.image_pad = 'data' is invalid: 'data' pads 28x28 images to 32x32, so only for mnist or fashion_mnist "
+     "(data.dataset is 'cifar10')"),
     ("label noise > 1", ["data.label_noise=[1.5]"], "data.label_noise = [1.5] is invalid: fractions must be in [0, 1]"),
     ("label noise too long", ["data.agents=1", "data.label_noise=[0.1, 0.2]"],
      "data.label_noise = [0.1, 0.2] is invalid: at most one fraction per agent (1)"),
@@ -114,7 +125,10 @@ FILES = [
     ("wrong type in file", "[run]\nrounds = \"ten\"\n", "run.rounds = 'ten' is invalid: expected an integer"),
     ("unknown key in file", "[data]\nagent = 5\n",
      "unknown config key data.agent: [data] has dataset, data_dir, partition, agents, pool_size, shard_size, "
-     "label_noise, val_size, test_fraction"),
+     "label_noise, val_size, test_fraction, cla_pool, image_pad"),
+    ("choice not a string in file", "[data]\ncla_pool = 3\n", "data.cla_pool = 3 is invalid: one of full, capped"),
+    ("choice with wrong case in file", "[data]\nimage_pad = \"Data\"\n",
+     "data.image_pad = 'Data' is invalid: one of model, data"),
     ("bool where a number is", "[mechanism]\nbeta = true\n", "mechanism.beta = True is invalid: expected a number"),
 ]
 

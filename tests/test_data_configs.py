@@ -58,7 +58,7 @@ def test_image_config_shard_sizes(stem):
     n_train = 50_000 if d.dataset == "cifar10" else 60_000
     shards, val = make_shards(fake_task(d.dataset, n_train), partition=d.partition, agents=d.agents,
                               seed=0, pool_size=d.pool_size or None, shard_size=d.shard_size or None,
-                              label_noise=d.label_noise, val_size=d.val_size)
+                              label_noise=d.label_noise, val_size=d.val_size, cla_pool=d.cla_pool)
     sizes = [len(s) for s in shards]
     per = {"mnist": 600, "cifar10": 2000, "fashion_mnist": 2000}[d.dataset]
     pool = {"mnist": 600 * d.agents}.get(d.dataset, 10_000 if d.agents <= 5 else 20_000)
@@ -87,10 +87,88 @@ def test_noise_config_is_fig2():
 def test_text_configs_run_on_packaged_standin(stem):
     cfg = config.load_config(CONFIGS / f"{stem}.toml")
     d = cfg.data
-    task = load_task(d.dataset, d.data_dir or None, seed=cfg.run.seed, test_fraction=d.test_fraction)
+    task = load_task(d.dataset, d.data_dir or None, seed=cfg.run.seed, test_fraction=d.test_fraction,
+                     image_pad=d.image_pad)
     assert "stand-in" in task.source
     shards, _ = make_shards(task, partition=d.partition, agents=d.agents, seed=cfg.run.seed,
-                            pool_size=d.pool_size or None)
+                            pool_size=d.pool_size or None, cla_pool=d.cla_pool)
     # pool = all training data; POW's sizes cover floor(pool/N)*N plus ceiling overshoot
     assert sum(len(s) for s in shards) == min(task.num_train, sum(pow_sizes(task.num_train, d.agents)))
     assert [len(s) for s in shards] == sorted(len(s) for s in shards)
+
+
+# ----------------------------------------------------------------------------- cla_pool / image_pad
+
+
+def test_paper_configs_keep_the_defaults():
+    for stem in PAPER_SETTINGS:
+        d = config.load_config(CONFIGS / f"{stem}.toml").data
+        assert (d.cla_pool, d.image_pad) == ("full", "model")
+
+
+def test_choice_fields_from_overrides_and_files(tmp_path):
+    cfg = config.load_config(None, ["data.cla_pool=capped", 'data.image_pad="data"', "data.dataset=mnist"])
+    assert (cfg.data.cla_pool, cfg.data.image_pad) == ("capped", "data")
+    path = tmp_path / "c.toml"
+    path.write_text(config.to_toml(cfg))
+    assert config.load_config(path) == cfg  # round-trips through config.toml
+    with pytest.raises(config.ConfigError, match=r"^data.cla_pool = 'Capped' is invalid: one of full, capped$"):
+        config.DataConfig(cla_pool="Capped")
+
+
+def test_reference_key_and_checkpoints_include_the_new_fields():
+    import dataclasses
+    import json
+
+    from fedfair.checkpoint import compat_config
+    from fedfair.logs import reference_key
+
+    def key(*overrides):
+        return reference_key(config.load_config(None, ["data.dataset=mnist", *overrides]))
+
+    cfg = config.load_config(None, ["data.dataset=mnist"])
+    old_data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in ("cla_pool", "image_pad")}
+    # at the defaults: exactly the key runs recorded before the fields existed
+    assert json.loads(key())["data"] == old_data
+    assert key("data.cla_pool=full", "data.image_pad=model") == key()
+    assert key("data.cla_pool=capped") != key()  # a capped-pool CGSV run never meets a full-pool standalone
+    assert key("data.image_pad=data") != key()
+    assert key("data.image_pad=data", "data.cla_pool=capped") not in (key("data.image_pad=data"),
+                                                                     key("data.cla_pool=capped"))
+    # UNI/POW ignore cla_pool (identical shards), so their references are shared
+    assert key("data.partition=uni", "data.cla_pool=capped") == key("data.partition=uni")
+    # a checkpoint written before the fields existed (data without them) still fits a default run
+    assert compat_config(cfg)["data"] == old_data
+    assert compat_config(config.load_config(None, ["data.dataset=mnist", "data.cla_pool=capped"]))["data"] != old_data
+
+
+def test_old_run_folder_without_the_new_keys(tmp_path):
+    """A config.toml written before cla_pool/image_pad existed reads as the defaults; compare's
+    --reuse still recognises the finished run."""
+    from fedfair.compare import finished
+
+    cfg = config.load_config(None, [f"run.out_dir={tmp_path}", "run.name=old"])
+    cfg.run_dir.mkdir(parents=True)
+    text = "\n".join(line for line in config.to_toml(cfg).splitlines()
+                     if not line.startswith(("cla_pool", "image_pad")))
+    (cfg.run_dir / "config.toml").write_text(text)
+    (cfg.run_dir / "summary.json").write_text("{}")
+    old = config.load_config(cfg.run_dir / "config.toml")
+    assert (old.data.cla_pool, old.data.image_pad) == ("full", "model") and old == cfg
+    assert finished(cfg)
+    assert not finished(config.load_config(None, [f"run.out_dir={tmp_path}", "run.name=old", "data.cla_pool=capped"]))
+
+
+def test_prepare_threads_both_fields(tmp_path):
+    """fedfair.run.prepare (what every rank runs) passes cla_pool to make_shards, image_pad to load_task."""
+    from fedfair.run import prepare
+    from test_data_images import tiny_mnist, write_idx_set
+
+    cfg = config.load_config(None, ["data.cla_pool=capped", "data.pool_size=300", "data.shard_size=2000"])
+    setup = prepare(cfg)
+    assert np.unique(np.concatenate([s.indices for s in setup.shards])).size == 300
+    write_idx_set(tmp_path, tiny_mnist(np.random.default_rng(0)), gz=False)
+    cfg = config.load_config(None, ["data.dataset=mnist", f"data.data_dir={tmp_path}", "data.image_pad=data",
+                                    "data.partition=uni", "data.agents=2", "data.pool_size=20", "train.model="])
+    setup = prepare(cfg)
+    assert setup.task.train_x.shape[1:] == (1, 32, 32) and setup.model_name == "mnist_cnn"

