@@ -3,6 +3,7 @@ hyperparameters, and their data settings give the spec's shard sizes."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -172,3 +173,43 @@ def test_prepare_threads_both_fields(tmp_path):
                                     "data.partition=uni", "data.agents=2", "data.pool_size=20", "train.model="])
     setup = prepare(cfg)
     assert setup.task.train_x.shape[1:] == (1, 32, 32) and setup.model_name == "mnist_cnn"
+
+
+# ----------------------------------------------------------------------------- reference regime
+
+REFERENCE_SETTINGS = [f"mnist_{n}_{p}" for n in (5, 10, 20) for p in ("uni", "pow", "cla")] + ["mnist_5_noise"]
+
+
+@pytest.mark.parametrize("stem", REFERENCE_SETTINGS)
+def test_reference_configs_are_the_released_codes_settings(stem):
+    """configs/reference/: lr 1e-3, gamma 0.955, 200 rounds, 3 steps of 32, Gamma 0.5 with eps 1e-7,
+    alpha 0.95, layer masks, the capped CLA pool, pixels padded before standardising; the same
+    partition and agents as the paper-setting config of the same name."""
+    cfg = config.load_config(CONFIGS / "reference" / f"{stem}.toml")
+    paper = config.load_config(CONFIGS / f"{stem}.toml")
+    d, t, m = cfg.data, cfg.train, cfg.mechanism
+    assert cfg.run.name == f"ref_{stem}"
+    assert (d.dataset, d.partition, d.agents, d.pool_size, d.shard_size, d.label_noise) == (
+        paper.data.dataset, paper.data.partition, paper.data.agents, paper.data.pool_size, paper.data.shard_size,
+        paper.data.label_noise)
+    assert (t.lr, t.lr_decay, cfg.run.rounds, t.local_steps, t.local_epochs, t.batch_size, t.optimizer, t.dtype) == (
+        0.001, 0.955, 200, 3, 0, 32, "sgd", "float32")
+    assert (m.grad_norm, m.normalize, m.eps, m.grad_norm_decay, m.alpha, m.mask_scope, m.r_min) == (
+        0.5, "rescale", 1e-7, 1.0, 0.95, "layer", 1e-3)
+    assert d.image_pad == "data" and d.cla_pool == ("capped" if d.partition == "cla" else "full")
+    header = (CONFIGS / "reference" / f"{stem}.toml").read_text().split("[run]")[0]
+    assert "Reproduces:" in header and "Does NOT reproduce:" in header
+
+
+def test_reference_key_names_the_normaliser_only_when_changed():
+    from fedfair.logs import reference_key
+
+    def key(*overrides):
+        return json.loads(reference_key(config.load_config(None, list(overrides))))
+
+    assert not {"normalize", "eps", "grad_norm_decay"} & set(key())  # the key runs recorded before
+    assert "dtype" not in key()["train"] and key("train.dtype=float64")["train"]["dtype"] == "float64"
+    assert key("mechanism.normalize=clip")["normalize"] == "clip"
+    assert key("mechanism.eps=0")["eps"] == 0.0
+    assert key("mechanism.grad_norm_decay=0.99")["grad_norm_decay"] == 0.99
+    assert key("mechanism.beta=2") == key()  # beta does not change standalone's step
