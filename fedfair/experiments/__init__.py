@@ -1,0 +1,1 @@
+"""Experiment tools on top of the runtime: the regime ablation report."""

@@ -1,0 +1,213 @@
+"""The training-regime ablation's table and figures: what each regime does to CGSV's fairness.
+
+Reads run folders (each with config.toml, summary.json, agents.csv) below the given paths,
+pairs every CGSV run with the Standalone run of the same data, training, seed and step
+(``reference_key``), and writes, per setting:
+
+- ``regimes.md`` / ``regimes.csv``: one row per CGSV run with the regime (local lr and decay),
+  the aggregation (normaliser, ε, Γ schedule), precision and CLA pool, the final accuracy of
+  every agent, the server's, the final r and its order, ρ, ρ_r, Kendall's τ between r and the
+  agents' contribution order, and individual rationality: the best (most-contributing) agent's
+  accuracy minus its standalone accuracy, and the worst such gap over all agents;
+- ``fig_r_<setting>.png``: r over rounds per agent, one panel per run.
+
+Contribution order (what "r ordered by contribution" means): on CLA agent i owns c_i classes and
+c grows with i, so the order is the agent index; with label noise it is the clean share, 1 − p_i.
+
+Usage: python -m fedfair.experiments.regimes logs/regimes --out docs/results/regimes
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+AGG_LABELS = {("rescale", "eps"): "rescale ε=1e-7", ("rescale", "exact"): "rescale ε=0",
+              ("rescale", "decay"): "rescale ε=0, Γ decay", ("clip", ""): "clip at Γ", ("none", ""): "none (raw)"}
+
+
+def load_runs(paths: list[Path]) -> pd.DataFrame:
+    """One row per finished run: its config fields, summary and final r."""
+    rows = []
+    for root in paths:
+        for summary_path in sorted(root.rglob("summary.json")):
+            d = summary_path.parent
+            s = json.loads(summary_path.read_text())
+            cfg = tomllib.loads((d / "config.toml").read_text())
+            m, t, data = cfg["mechanism"], cfg["train"], cfg["data"]
+            rows.append({
+                "run": d.name, "dir": str(d), "setting": d.parent.name, "method": s["method"],
+                "partition": data["partition"], "agents": data["agents"], "seed": s["seed"],
+                "label_noise": data.get("label_noise", []), "lr": t["lr"], "lr_decay": t["lr_decay"],
+                "dtype": t.get("dtype", "float32"), "cla_pool": data.get("cla_pool", "full"),
+                "image_pad": data.get("image_pad", "model"), "normalize": m.get("normalize", "rescale"),
+                "eps": m.get("eps", 1e-7), "grad_norm_decay": m.get("grad_norm_decay", 1.0),
+                "final_acc": s["final_acc"], "server_acc": s.get("server_acc"), "final_r": s["final_r"],
+                "rho": s.get("rho"), "rho_r": s.get("rho_r"), "reference_key": s["reference_key"],
+                "wall_s": s.get("wall_s"), "rounds": s["rounds"]})
+    return pd.DataFrame(rows)
+
+
+def aggregation(row: pd.Series) -> str:
+    if row["normalize"] != "rescale":
+        return AGG_LABELS[(row["normalize"], "")]
+    if row["grad_norm_decay"] < 1:
+        return AGG_LABELS[("rescale", "decay")]
+    return AGG_LABELS[("rescale", "exact" if row["eps"] == 0 else "eps")]
+
+
+def contribution(row: pd.Series) -> list[float]:
+    """Each agent's contribution rank key: clean-label share with noise, else the agent index (CLA)."""
+    n = row["agents"]
+    noise = list(row["label_noise"]) + [0.0] * (n - len(row["label_noise"]))
+    if any(noise):
+        return [1.0 - p for p in noise]
+    return [float(i) for i in range(1, n + 1)]
+
+
+def kendall_tau(x: list[float], y: list[float]) -> float | None:
+    """Kendall's τ-b between two orderings (None when one side is constant)."""
+    n, concordant, discordant, tx, ty = len(x), 0, 0, 0, 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            a, b = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+            if a == 0 and b == 0:
+                continue
+            if a == 0:
+                tx += 1
+            elif b == 0:
+                ty += 1
+            elif a == b:
+                concordant += 1
+            else:
+                discordant += 1
+    denom = math.sqrt((concordant + discordant + tx) * (concordant + discordant + ty))
+    return None if denom == 0 else (concordant - discordant) / denom
+
+
+def pearson100(x: list[float], y: list[float]) -> float | None:
+    a, b = np.asarray(x, float), np.asarray(y, float)
+    if a.std() == 0 or b.std() == 0:
+        return None
+    return 100.0 * float(np.corrcoef(a, b)[0, 1])
+
+
+def table(runs: pd.DataFrame) -> pd.DataFrame:
+    """CGSV runs with their standalone reference and the fairness measures."""
+    alone = runs[runs["method"] == "standalone"].drop_duplicates("reference_key").set_index("reference_key")
+    out = []
+    for _, row in runs[runs["method"] == "cgsv"].iterrows():
+        ref = alone["final_acc"].get(row["reference_key"])
+        contrib = contribution(row)
+        best = int(np.argmax(contrib))
+        gaps = None if ref is None else [a - b for a, b in zip(row["final_acc"], ref)]
+        out.append({
+            "setting": row["setting"], "seed": row["seed"], "lr": row["lr"], "lr_decay": row["lr_decay"],
+            "aggregation": aggregation(row), "dtype": row["dtype"], "cla_pool": row["cla_pool"],
+            "acc": " / ".join(f"{100 * a:.1f}" for a in row["final_acc"]),
+            "mean_acc": 100 * float(np.mean(row["final_acc"])), "server_acc": 100 * row["server_acc"],
+            "standalone": None if ref is None else " / ".join(f"{100 * a:.1f}" for a in ref),
+            "r": " / ".join(f"{x:.3f}" for x in row["final_r"]),
+            "r_order": "<".join(str(i + 1) for i in np.argsort(row["final_r"], kind="stable")),
+            "tau_r": kendall_tau(row["final_r"], contrib),
+            "rho": None if ref is None else pearson100(ref, row["final_acc"]),
+            "rho_r": row["rho_r"],
+            "best_gain": None if gaps is None else 100 * gaps[best],
+            "worst_gain": None if gaps is None else 100 * min(gaps),
+            "wall_s": row["wall_s"], "run": row["run"]})
+    cols = ["setting", "lr", "aggregation", "dtype", "cla_pool", "seed"]
+    return pd.DataFrame(out).sort_values(cols).reset_index(drop=True) if out else pd.DataFrame(out)
+
+
+def fmt(v: Any, digits: int = 1) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def markdown(t: pd.DataFrame) -> str:
+    head = ("| lr (decay) | aggregation | dtype | pool | seed | CGSV acc per agent | server | standalone | "
+            "final r | r order | τ(r, contrib.) | ρ | ρ_r | best agent vs alone | worst agent vs alone |")
+    lines = []
+    for setting, group in t.groupby("setting", sort=False):
+        lines += [f"### {setting}", "", head, "|" + "---|" * 15]
+        for _, r in group.iterrows():
+            lines.append(
+                f"| {r['lr']:g} ({r['lr_decay']:g}) | {r['aggregation']} | {r['dtype']} | {r['cla_pool']} | "
+                f"{r['seed']} | {r['acc']} | {fmt(r['server_acc'])} | {r['standalone'] or '–'} | {r['r']} | "
+                f"{r['r_order']} | {fmt(r['tau_r'], 2)} | {fmt(r['rho'])} | {fmt(r['rho_r'])} | "
+                f"{fmt(r['best_gain'])} | {fmt(r['worst_gain'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def r_figure(runs: pd.DataFrame, setting: str, path: Path) -> bool:
+    """r over rounds, one panel per CGSV run of ``setting`` (seed 0), agents as lines."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    sel = runs[(runs["setting"] == setting) & (runs["method"] == "cgsv") & (runs["seed"] == 0)].copy()
+    if sel.empty:
+        return False
+    sel["aggregation"] = sel.apply(aggregation, axis=1)
+    sel = sel.sort_values(["lr", "dtype", "cla_pool", "aggregation"])
+    cols = 5
+    rows = math.ceil(len(sel) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
+    for ax, (_, run) in zip(axes.flat, sel.iterrows()):
+        agents = pd.read_csv(Path(run["dir"]) / "agents.csv", usecols=["round", "agent", "r"])
+        for agent, g in agents.groupby("agent"):
+            ax.plot(g["round"], g["r"], lw=1, label=f"agent {agent}")
+        extra = "" if run["dtype"] == "float32" else f", {run['dtype']}"
+        extra += "" if run["cla_pool"] == "full" else f", {run['cla_pool']} pool"
+        ax.set_title(f"lr {run['lr']:g}: {run['aggregation']}{extra}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(sel):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle(f"{setting}: importance r over rounds (CGSV β=1, seed 0)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fedfair.experiments.regimes", description=__doc__.splitlines()[0])
+    p.add_argument("paths", nargs="+", type=Path, help="folders holding run folders (searched recursively)")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    runs = load_runs(args.paths)
+    if runs.empty:
+        print(f"no finished runs below {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return 2
+    t = table(runs)
+    if t.empty:
+        print(f"no finished CGSV runs below {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    t.to_csv(args.out / "regimes.csv", index=False)
+    command = "python -m fedfair.experiments.regimes " + " ".join(map(str, args.paths)) + f" --out {args.out}"
+    (args.out / "regimes.md").write_text(
+        f"# Training-regime ablation: the table\n\nGenerated by `{command}` from {len(runs)} runs.\n"
+        "Accuracies in %; gains = CGSV accuracy minus the same agent's standalone accuracy (points); "
+        "τ = Kendall's τ between final r and the contribution order (1 = r ordered by contribution).\n\n"
+        + markdown(t))
+    for setting in sorted(runs["setting"].unique()):
+        r_figure(runs, setting, args.out / f"fig_r_{setting}.png")
+    print(f"wrote {args.out / 'regimes.md'} ({len(t)} CGSV runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

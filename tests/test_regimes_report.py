@@ -1,0 +1,61 @@
+"""The regime ablation's report on hand-made run folders: pairing, ρ, τ and the IR gaps by hand."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from fedfair.config import load_config, to_toml
+from fedfair.experiments import regimes
+from fedfair.logs import reference_key
+
+
+def fake(root, name, method, acc, r, *overrides):
+    cfg = load_config(None, [f"run.name={name}", f"mechanism.method={method}", "data.agents=3",
+                             "data.partition=cla", *overrides])
+    d = root / "m3cla" / name
+    d.mkdir(parents=True)
+    (d / "config.toml").write_text(to_toml(cfg))
+    (d / "summary.json").write_text(json.dumps({
+        "method": method, "seed": 0, "rounds": 2, "final_acc": acc, "final_r": r, "server_acc": max(acc),
+        "rho": None, "rho_r": None, "reference_key": reference_key(cfg), "wall_s": 1.0}))
+    with open(d / "agents.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["round", "agent", "r"])
+        for t in (1, 2):
+            for i, x in enumerate(r):
+                w.writerow([t, i + 1, x])
+
+
+def test_regimes_table_by_hand(tmp_path):
+    fake(tmp_path, "sa", "standalone", [0.5, 0.7, 0.9], [math.nan] * 3, "mechanism.normalize=clip")
+    fake(tmp_path, "cg", "cgsv", [0.8, 0.85, 0.88], [0.2, 0.5, 0.3], "mechanism.normalize=clip")
+    # a rescale run has no standalone reference here (its key differs): no ρ, no gains
+    fake(tmp_path, "cg2", "cgsv", [0.8, 0.8, 0.9], [0.1, 0.2, 0.7], "mechanism.eps=0")
+    t = regimes.table(regimes.load_runs([tmp_path])).set_index("run")
+    clip, exact = t.loc["cg"], t.loc["cg2"]
+    assert clip["aggregation"] == "clip at Γ" and exact["aggregation"] == "rescale ε=0"
+    assert clip["r_order"] == "1<3<2" and exact["r_order"] == "1<2<3"
+    # Kendall's tau of r against the CLA contribution order 1 < 2 < 3: pairs (1,2) +, (1,3) +, (2,3) -
+    assert clip["tau_r"] == pytest.approx(1 / 3) and exact["tau_r"] == pytest.approx(1.0)
+    a, b = [0.5, 0.7, 0.9], [0.8, 0.85, 0.88]
+    ma, mb = sum(a) / 3, sum(b) / 3
+    want = 100 * sum((x - ma) * (y - mb) for x, y in zip(a, b)) / math.sqrt(
+        sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b))
+    assert clip["rho"] == pytest.approx(want)
+    assert clip["best_gain"] == pytest.approx(-2.0) and clip["worst_gain"] == pytest.approx(-2.0)
+    assert math.isnan(exact["rho"]) and math.isnan(exact["best_gain"])  # pandas holds None as NaN
+    assert regimes.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "regimes.md").read_text()
+    assert "| 0.15 (0.977) | clip at Γ | float32 | full | 0 | 80.0 / 85.0 / 88.0 |" in md
+
+
+def test_contribution_order_with_label_noise():
+    row = {"agents": 5, "label_noise": [0.2, 0.4, 0.6]}
+    assert regimes.contribution(row) == pytest.approx([0.8, 0.6, 0.4, 1.0, 1.0])
+    # by hand: pairs with agent 1, 2 or 3 against 4 or 5 agree (6), the pairs among 1..3 disagree (3),
+    # (4, 5) is tied on both sides: tau_b = (6 - 3) / sqrt(9 * 9)
+    assert regimes.kendall_tau([0.1, 0.2, 0.3, 0.4, 0.4], [0.8, 0.6, 0.4, 1.0, 1.0]) == pytest.approx(1 / 3)
+    assert regimes.kendall_tau([1.0, 1.0], [0.0, 1.0]) is None
