@@ -46,11 +46,14 @@ stage() {
     m5cla-ref) for a in eps exact clip none decay; do one m5cla ref $a; done ;;
     m5cla-t4) for a in eps clip none decay exact; do one m5cla t4 $a; done ;;
     m5cla-mid) for a in eps clip none decay exact; do one m5cla mid $a; done ;;
-    m10cla) for r in ref t4; do for a in eps exact clip none; do one m10cla $r $a; done; done ;;
-    m5noise) for r in ref t4; do for a in eps exact clip none; do one m5noise $r $a; done; done ;;
+    m10cla) for r in ref t4; do for a in eps clip exact none; do one m10cla $r $a; done; done ;;
+    m5noise) for r in ref t4; do for a in eps clip exact none; do one m5noise $r $a; done; done ;;
     rest) for s in m10cla m5noise; do one $s ref decay; one $s t4 decay;
             for a in eps exact clip none decay; do one $s mid $a; done; done ;;
     float64) one m5cla ref eps --grid train.dtype=float64 ;;
+    refcfg) for m in standalone cgsv; do  # configs/reference/mnist_5_cla.toml exactly as written
+              $py -m fedfair.sweep --config configs/reference/mnist_5_cla.toml --grid mechanism.method=$m \
+                --out-dir logs/regimes/refcfg run.progress=false comm.timeout_s=900; done ;;
     capped) one m5cla ref eps --grid data.cla_pool=capped; one m5cla t4 eps --grid data.cla_pool=capped;
             one m5cla t4 clip --grid data.cla_pool=capped ;;
     seeds) for a in eps clip; do one m5cla ref $a --grid run.seed=1,2; one m5cla t4 $a --grid run.seed=1,2; done ;;
@@ -58,6 +61,6 @@ stage() {
 }
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(m5cla-ref m5cla-t4 m10cla m5noise m5cla-mid seeds capped float64 rest)
+[ ${#stages[@]} -gt 0 ] || stages=(m5cla-ref m5cla-t4 refcfg m5noise m10cla seeds float64 capped m5cla-mid rest)
 for st in "${stages[@]}"; do stage "$st"; done
 echo "== $(date +%T) done"
