@@ -218,3 +218,17 @@ def test_float64_run_sends_float32_and_agents_match_the_servers_copy(tmp_path):
         assert w.dtype == np.float64
         np.testing.assert_array_equal(w, server["agent_models"][rank - 1])  # the server's copy is exact
     assert not np.array_equal(server["w"], results["float32"][0]["w"].astype(np.float64))
+
+
+def test_r_min_zero_runs_end_to_end(tmp_path):
+    """mechanism.r_min = 0 under the real runtime: every round's r is a distribution (>= 0, sum 1)."""
+    cfg = load_config(ROOT / "configs" / "default.toml", [
+        "run.name=r0", f"run.out_dir={tmp_path}", "run.rounds=5", "run.eval_every=5", "run.progress=false",
+        "data.agents=3", "mechanism.r_min=0"])
+    run_local(cfg)
+    with open(tmp_path / "r0" / "agents.csv") as f:
+        rows = list(csv.DictReader(f))
+    for t in range(1, 6):
+        r = [float(row["r"]) for row in rows if row["round"] == str(t)]
+        assert len(r) == 3 and min(r) >= 0 and sum(r) == pytest.approx(1.0, abs=1e-5)
+    assert json.loads((tmp_path / "r0" / "summary.json").read_text())["rounds"] == 5
