@@ -41,7 +41,8 @@ one() {  # setting regime aggregation [extra --grid ...]
     $(regime "$r" "$(t4lr "$s")") $(agg "$a") "$@" --out-dir "logs/regimes/$s" $fixed
 }
 
-stage() {
+stage() {  # a named stage, or one run pair written setting:regime:aggregation (e.g. m5cla:t4:clip)
+  if [[ "$1" == *:*:* ]]; then IFS=: read -r s r a <<< "$1"; one "$s" "$r" "$a"; return; fi
   case "$1" in
     m5cla-ref) for a in eps exact clip none decay; do one m5cla ref $a; done ;;
     m5cla-t4) for a in eps clip none decay exact; do one m5cla t4 $a; done ;;
@@ -61,6 +62,10 @@ stage() {
 }
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(m5cla-ref m5cla-t4 refcfg m5noise m10cla seeds float64 capped m5cla-mid rest)
+# The order the runs of docs/results/regimes were made in: what decides most first.
+[ ${#stages[@]} -gt 0 ] || stages=(m5cla:ref:eps m5cla:ref:exact m5cla:ref:clip m5cla:ref:none m5cla:t4:eps
+  m5cla:t4:clip m5noise:t4:eps m5noise:t4:clip m5noise:ref:eps m5noise:ref:clip m5cla:t4:none m5cla:ref:decay
+  refcfg m10cla:t4:eps m10cla:t4:clip m10cla:ref:eps m10cla:ref:clip seeds m5cla:t4:decay m5cla:t4:exact
+  float64 capped m5noise m10cla m5cla-mid rest)
 for st in "${stages[@]}"; do stage "$st"; done
 echo "== $(date +%T) done"
