@@ -39,7 +39,8 @@ from typing import IO, Any
 
 from ..config import ConfigError
 from ..logs import atomic_write_text
-from .launch import COMMANDS, LAUNCHERS, LOG_DIR, Launcher, torchrun_command  # noqa: F401 (tests use them here)
+# the sweep's API in one place: launchers, planning and status (tests and scripts use them from here)
+from .launch import COMMANDS, LAUNCHERS, LOG_DIR, Launcher, torchrun_command  # noqa: F401
 from .plan import (PlannedRun, SweepError, existing_status, expand, parse_grid,  # noqa: F401
                    reference_warnings, split_values)
 

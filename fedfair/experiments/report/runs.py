@@ -8,7 +8,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 import pandas as pd
 
@@ -182,9 +182,6 @@ def rho_of(run: Run, by_ref: References) -> tuple[float | None, str]:
 class Cell:
     """The runs of one (setting, row, partition): one per seed."""
     runs: list[Run]
-
-    def values(self, get: Callable[[Run], float | None]) -> list[float | None]:
-        return [get(r) for r in self.runs]
 
     def summary_values(self, key: str) -> list[float | None]:
         return [num(r.summary.get(key)) for r in self.runs]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ...methods import REFERENCE
 from .paper import PaperCells, paper_table
-from .runs import MISSING, NO_REFERENCE, UNDEFINED, Cell, Grid, References, Row, local_mean_max, mean, rho_of
+from .runs import MISSING, NO_REFERENCE, UNDEFINED, Cell, Grid, References, local_mean_max, mean, rho_of
 
 PAPER_GAP = 3.0
 """Accuracy points between our mean and the paper's beyond which a cell is flagged (†)."""
