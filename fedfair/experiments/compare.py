@@ -43,7 +43,7 @@ from ..config import Config, ConfigError, load_config
 from ..methods import METHODS, NAMES, REFERENCE
 from ..metrics import pearson100
 from .plan import PlannedRun, finished_status, order_runs, planned_run, shared_val_size
-from .sweep import Sweep, sigterm_interrupts
+from .sweep import MANIFEST, Sweep, sigterm_interrupts
 
 COLUMNS = ["method", "mean_acc", "max_acc", "rho", "rho_r", "local_mean", "local_max", "rho_local",
            "overhead_ratio", "mechanism_s", "bytes_down", "bytes_down_dense", "bytes_up", "wall_s"]
@@ -151,7 +151,8 @@ def compare(config: str | None, methods: list[str], out_dir: str, overrides: lis
                   TIMEOUT_S, prog="fedfair.compare", log=sys.stderr)
     if sweep.run(skip_finished=reuse) != 0:
         bad = sweep.counts().bad
-        raise RuntimeError(f"{', '.join(f'{r.name} ({r.status}: {r.error})' for r in bad)}; no table written")
+        raise RuntimeError(f"no table written: {', '.join(f'{r.name} ({r.status})' for r in bad)}; the reasons are "
+                           f"above and in {Path(out_dir) / MANIFEST}")
     rows = table_rows(out_dir, [r.name for r in runs])
     reused = [r.name for r in runs if r.status == "complete"]
     c = runs[0].cfg
