@@ -165,7 +165,7 @@ def measure(n: int, dim: int, trial: int, repeats: int, weights: str, naive_budg
 
 def plot(rows: list[dict], path: Path) -> bool:
     try:
-        from fedfair.report import plot_fig1
+        from fedfair.experiments.report import plot_fig1
         import matplotlib  # noqa: F401
     except ImportError:
         print("fig1: matplotlib is not installed; PNG skipped", file=sys.stderr)

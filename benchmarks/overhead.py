@@ -42,7 +42,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import footer, interleaved, machine_header, make_round, model_shapes, torchrun  # noqa: E402
 
-from fedfair.config import METHODS  # noqa: E402
+from fedfair.methods import NAMES as METHODS  # noqa: E402
 from fedfair.strategies import REGISTRY  # noqa: E402
 
 CONFIG = "configs/mnist_10_cla.toml"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-METHODS = ("cgsv", "standalone", "fedavg", "dw", "eu", "rr", "qffl", "cffl", "eci")
+from .methods import NAMES as METHOD_NAMES
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5")
 PARTITIONS = ("uni", "pow", "cla")
 BEHAVIOURS = ("honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan")
@@ -159,7 +159,7 @@ class TrainConfig:
 @dataclass
 class MechanismConfig:
     method: str = "cgsv"
-    """Reward method: cgsv (the paper) or a baseline: standalone, fedavg, dw, eu, rr, qffl, cffl, eci."""
+    """Reward method: a name in the registry ``fedfair.methods`` (cgsv, the paper's, or a baseline)."""
     alpha: float = 0.95
     """Moving-average weight of the old importance coefficients, in [0, 1)."""
     beta: float = 1.0
@@ -192,7 +192,7 @@ class MechanismConfig:
 
     def __post_init__(self) -> None:
         _check_choices(self, "mechanism")
-        _check(self.method in METHODS, "mechanism.method", self.method, f"one of {', '.join(METHODS)}")
+        _check(self.method in METHOD_NAMES, "mechanism.method", self.method, f"one of {', '.join(METHOD_NAMES)}")
         _check(0.0 <= self.alpha < 1.0, "mechanism.alpha", self.alpha, "must be in [0, 1)")
         _check(self.beta >= 1.0, "mechanism.beta", self.beta, "must be >= 1 (inf = no sparsification)")
         _check(self.grad_norm > 0 and math.isfinite(self.grad_norm), "mechanism.grad_norm", self.grad_norm,

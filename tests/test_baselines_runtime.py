@@ -1,6 +1,6 @@
 """Every baseline end to end on real gloo process groups: one short shared run per method.
 
-All runs come from ONE ``fedfair.compare.compare`` call (standalone first, same out_dir), so
+All runs come from ONE ``fedfair.experiments.compare.compare`` call (standalone first, same out_dir), so
 the test also covers the user command: rho in summary.json and the compare table.
 cgsv itself is covered by tests/test_runtime.py.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedfair.compare import COLUMNS, UNDEFINED, compare, finished, plan
+from fedfair.experiments.compare import COLUMNS, UNDEFINED, compare, finished, plan
 from fedfair.config import load_config
 from fedfair.mechanism import encoded_size
 from fedfair.transport import SIZE_HEADER_BYTES

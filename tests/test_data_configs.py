@@ -146,7 +146,7 @@ def test_reference_key_and_checkpoints_include_the_new_fields():
 def test_old_run_folder_without_the_new_keys(tmp_path):
     """A config.toml written before cla_pool/image_pad existed reads as the defaults; compare's
     --reuse still recognises the finished run."""
-    from fedfair.compare import finished
+    from fedfair.experiments.compare import finished
 
     cfg = config.load_config(None, [f"run.out_dir={tmp_path}", "run.name=old"])
     cfg.run_dir.mkdir(parents=True)

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from fedfair.config import METHODS, load_config
+from fedfair.config import load_config
+from fedfair.methods import NAMES as METHODS
 from fedfair.mechanism import dense_reward
 from fedfair.strategies import REGISTRY, RoundInput, ServerContext, build_strategy, default_val_size
 from fedfair.strategies.cffl import update_reputation

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from fedfair import report as rep
-from fedfair import sweep
+from fedfair.experiments import report as rep
+from fedfair.experiments import sweep
+from fedfair.experiments.report.figures import row_style
 from fedfair.config import load_config, to_toml
 from fedfair.logs import reference_key
 
@@ -333,5 +334,5 @@ def test_the_papers_numbers_stand_beside_ours_and_large_gaps_are_flagged(tmp_pat
 
 def test_every_table_row_keeps_one_distinct_style_in_all_figure_panels():
     """A method's line must look the same in every partition's panel, and differ from the others'."""
-    styles = [tuple(sorted(rep._row_style(i).items())) for i in range(60)]
+    styles = [tuple(sorted(row_style(i).items())) for i in range(60)]
     assert len(set(styles)) == 60

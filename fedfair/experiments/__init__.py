@@ -1,1 +1,2 @@
-"""Experiment tools on top of the runtime: the regime ablation report."""
+"""Experiment tools on top of the runtime: sweep (grids of runs), compare (a sweep over methods plus
+a table), report (the paper's tables and figures from run folders) and regimes (the regime ablation)."""

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..methods import REFERENCE
+
 AGG_LABELS = {("rescale", "eps"): "rescale ε=1e-7", ("rescale", "exact"): "rescale ε=0",
               ("rescale", "decay"): "rescale ε=0, Γ decay", ("clip", ""): "clip at Γ", ("none", ""): "none (raw)"}
 
@@ -101,7 +103,7 @@ def pearson100(x: list[float], y: list[float]) -> float | None:
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
     """CGSV runs with their standalone reference and the fairness measures."""
-    alone = runs[runs["method"] == "standalone"].drop_duplicates("reference_key").set_index("reference_key")
+    alone = runs[runs["method"] == REFERENCE].drop_duplicates("reference_key").set_index("reference_key")
     out = []
     for _, row in runs[runs["method"] == "cgsv"].iterrows():
         ref = alone["final_acc"].get(row["reference_key"])

@@ -1,26 +1,30 @@
-"""Reward methods, one module each, behind ``Strategy``; looked up by ``mechanism.method``."""
+"""Reward methods, one module each, behind ``Strategy``; looked up by ``mechanism.method``.
+
+Which methods exist, and what each is, is ``fedfair.methods``: the classes are imported from
+the ``module:Class`` paths it lists, so adding a method never touches this file.
+"""
 from __future__ import annotations
 
-from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, default_val_size
-from .cffl import CFFL
-from .cgsv import CGSV
-from .dw import DW
-from .eci import ECI
-from .eu import EU
-from .fedavg import FedAvg
-from .qffl import QFFL
-from .rr import RoundRobin
-from .standalone import Standalone
+from importlib import import_module
 
-REGISTRY: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (CGSV, Standalone, FedAvg, DW, EU, RoundRobin, QFFL, CFFL, ECI)}
+from ..methods import METHODS, MethodInfo, needs_validation
+from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, default_val_size
+from .cgsv import CGSV
+
+
+def _strategy_class(m: MethodInfo) -> type[Strategy]:
+    module, name = m.strategy.split(":")
+    cls = getattr(import_module(f"{__name__}.{module}"), name)
+    if cls.name != m.name:
+        raise TypeError(f"{m.strategy} is named {cls.name!r}, but the registry lists it as {m.name!r}")
+    return cls
+
+
+REGISTRY: dict[str, type[Strategy]] = {m.name: _strategy_class(m) for m in METHODS}
 
 
 def build_strategy(cfg, ctx: ServerContext) -> Strategy:
-    method = cfg.mechanism.method
-    if method not in REGISTRY:
-        raise ValueError(f"mechanism.method = {method!r} is not implemented yet; available: {', '.join(REGISTRY)}")
-    return REGISTRY[method](cfg, ctx)
+    return REGISTRY[cfg.mechanism.method](cfg, ctx)
 
 
 def importance_audit(strategy: Strategy) -> CGSV | None:
@@ -33,11 +37,6 @@ def importance_audit(strategy: Strategy) -> CGSV | None:
     if not strategy.communicates or strategy.values_by_cgsv:
         return None
     return CGSV(strategy.cfg, strategy.ctx)
-
-
-def needs_validation(method: str) -> bool:
-    """Whether ``method`` needs the server's held-out validation set (cffl, eci)."""
-    return REGISTRY[method].needs_validation
 
 
 __all__ = ["Reward", "RoundInput", "ServerContext", "ServerStep", "Strategy", "REGISTRY", "build_strategy",

@@ -17,6 +17,7 @@ import torch
 
 from ..config import Config, MechanismConfig
 from ..mechanism import grad_norm_at, unit_scales
+from ..methods import MethodInfo, info
 
 
 @dataclass
@@ -66,12 +67,14 @@ class Strategy(ABC):
     """A reward method. Built on every rank; server_step runs on the server only."""
 
     name: ClassVar[str]
+    info: ClassVar[MethodInfo]
+    """The method's entry in ``fedfair.methods``, where what a method is (label, table order, β) lives."""
     communicates: ClassVar[bool] = True
-    """False for standalone: no uploads, no rewards."""
+    """False: no uploads, no rewards (copied from ``info`` for the round loop)."""
+    needs_validation: ClassVar[bool] = False
+    """True when the server needs a held-out validation set (copied from ``info``)."""
     extras: ClassVar[int] = 0
     """Extra float scalars each agent appends to its upload (e.g. q-FFL's loss F_k)."""
-    needs_validation: ClassVar[bool] = False
-    """True when the server needs a held-out validation set (cffl, eci)."""
     values_by_cgsv: ClassVar[bool] = False
     """True when the logged r IS CGSV's moving-average importance (cgsv, dw, eu); for the other
     communicating methods the server computes that r alongside, from the same uploads, for ρ_r."""
@@ -99,6 +102,14 @@ class Strategy(ABC):
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+    # --- the registry ---
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A class that names a method takes its facts from the registry, so they are written once."""
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            cls.info = info(cls.name)
+            cls.communicates, cls.needs_validation = cls.info.communicates, cls.info.needs_validation
 
 
 # ---------------------------------------------------------------- helpers shared by the baselines

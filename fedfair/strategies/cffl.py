@@ -49,7 +49,6 @@ def update_reputation(c: torch.Tensor, scores: torch.Tensor, active: torch.Tenso
 
 class CFFL(Strategy):
     name = "cffl"
-    needs_validation = True
 
     def __init__(self, cfg, ctx) -> None:
         super().__init__(cfg, ctx)

@@ -51,7 +51,6 @@ def eci_fractions(total: torch.Tensor) -> torch.Tensor:
 
 class ECI(Strategy):
     name = "eci"
-    needs_validation = True
 
     def __init__(self, cfg, ctx) -> None:
         super().__init__(cfg, ctx)

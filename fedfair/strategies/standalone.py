@@ -1,7 +1,7 @@
 """Standalone: every agent trains alone for T rounds with the same local work; nothing is sent.
 
 The fairness reference ρ compares every method's final accuracies with these (see
-``fedfair.compare``, which runs it first into the same output folder).
+``fedfair.experiments.sweep``, which runs it first into the same output folder).
 
 Choices (``mechanism.standalone_step``):
 
@@ -12,7 +12,7 @@ Choices (``mechanism.standalone_step``):
   Standalone rows (baselines.md).
 - ``sgd``: plain local SGD, the agent keeps its locally trained model (w_before + Δw_i).
 
-``communicates = False``: the server receives no upload and sends no reward, so bytes_up and
+It does not communicate (``communicates = False`` in ``fedfair.methods``): the server receives no upload and sends no reward, so bytes_up and
 bytes_down are 0 and mechanism_s is 0; only the per-round metrics travel (bytes_ctrl).
 Which step produced a result is recorded in config.toml (``mechanism.standalone_step``) and
 is part of the reference key that other runs match on.
@@ -27,7 +27,6 @@ from .base import RoundInput, ServerStep, Strategy, normalisation
 
 class Standalone(Strategy):
     name = "standalone"
-    communicates = False
 
     def server_step(self, inp: RoundInput) -> ServerStep:
         raise RuntimeError("standalone does not communicate: the server has no uploads to act on")
