@@ -5,7 +5,7 @@ with the importance coefficients r, value every agent by ψ_i = cos(u_i, u_N), u
 the reward fractions q, cut every agent's reward from the aggregate, and make it sendable.
 
 - fedfair: ``fedfair.strategies.CGSV.server_step`` plus the per-agent wire encoding, exactly
-  what ``fedfair.server.Server.round`` times as ``mechanism_s`` (mask_scope "layer", the
+  what ``fedfair.runtime.server.Server.round`` times as ``mechanism_s`` (mask_scope "layer", the
   reference code's per-parameter-tensor top-k). Input: the N×D float32 upload matrix the
   transport receives into.
 - reference: the released code's server step as it is written (utils.py and the CGSV main
@@ -51,7 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ALPHA, BETA, GAMMA, MODELS, describe_split, footer, interleaved, machine_header, make_round, model_shapes  # noqa: E402
 
 from fedfair.config import Config, MechanismConfig  # noqa: E402
-from fedfair.mechanism import choose_encoding, decode, encode  # noqa: E402
+from fedfair.runtime.wire import choose_encoding, decode, encode  # noqa: E402
 from fedfair.strategies import REGISTRY, RoundInput, ServerContext  # noqa: E402
 
 

@@ -16,7 +16,7 @@ the per-method table and writes it to ``<out-dir>/compare.md`` and ``<out-dir>/c
 - ``--reuse``: a method whose run folder already holds a summary.json and the identical
   resolved config.toml is not run again (resumes an interrupted comparison; its wall time
   and timings are those of the earlier run).
-- Launchers: ``local`` (default; ``fedfair.local.run_local``, every rank a local process) or
+- Launchers: ``local`` (default; ``fedfair.runtime.local.run_local``, every rank a local process) or
   ``torchrun`` (one ``torchrun --standalone`` job per method).
 - Accuracy columns: ``mean_acc``/``max_acc``/``rho`` use each agent's model as it holds it
   after its final reward (``test_acc``: the fairness outcome); ``local_*`` use its model
@@ -70,7 +70,7 @@ def plan(config: str | None, methods: list[str], out_dir: str, overrides: list[s
 def run_one(cfg: Config, launcher: str = "local") -> list[Any] | None:
     """Run one method to the end; returns run_local's per-rank results (None for torchrun)."""
     if launcher == "local":
-        from .local import run_local
+        from .runtime.local import run_local
 
         return run_local(cfg, timeout_s=7 * 24 * 3600.0)
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))

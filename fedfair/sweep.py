@@ -10,11 +10,11 @@ The runs are every config file × every combination of the ``--grid`` values, wi
 - Names are deterministic: ``{dataset}-{method}[-b{beta}]-{partition}-a{agents}-s{seed}``, plus
   ``-{key}{value}`` for any other grid key. β only enters methods that use it (``cgsv``), so
   ``mechanism.beta=1,2`` does not multiply the other methods (they keep the config's β).
-- Order: runs are grouped by what a fairness reference must share (``fedfair.logs.reference_key``:
+- Order: runs are grouped by what a fairness reference must share (``fedfair.runtime.logs.reference_key``:
   data, training, seed, rounds, Γ); within a group ``standalone`` runs first, so the server of
   every later run finds it and writes ``rho`` into its summary.
 - Each run is one torchrun job (default; its output goes to ``<out-dir>/sweep-logs/<name>.log``)
-  or, with ``--launcher local``, ``fedfair.local.run_local`` (all ranks as local processes).
+  or, with ``--launcher local``, ``fedfair.runtime.local.run_local`` (all ranks as local processes).
 - A run whose ``summary.json`` exists is complete and skipped, so re-running the same command
   resumes an interrupted sweep. A finished run whose saved config differs from the planned one
   is a conflict: reported, never overwritten. A failed run is reported and the sweep goes on.
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import Config, ConfigError, load_config
-from .logs import atomic_write_text, reference_key
+from .runtime.logs import atomic_write_text, reference_key
 
 BETA_METHODS = ("cgsv",)
 """Methods whose behaviour depends on mechanism.beta (the others are not multiplied by a β grid)."""
@@ -289,8 +289,8 @@ def _last_error_line(path: Path) -> str:
 
 
 def launch_local(run: PlannedRun, out_dir: Path, timeout_s: float) -> None:
-    """Run every rank as a local process (fedfair.local.run_local). Raises on failure."""
-    from .local import run_local
+    """Run every rank as a local process (fedfair.runtime.local.run_local). Raises on failure."""
+    from .runtime.local import run_local
 
     run_local(run.cfg, timeout_s=timeout_s)
 
@@ -310,7 +310,7 @@ class Sweep:
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S")
         for r in runs:
             r.command = (torchrun_command(r) if launcher == "torchrun"
-                         else ["fedfair.local.run_local", *(["--config", r.config_path] if r.config_path else []),
+                         else ["fedfair.runtime.local.run_local", *(["--config", r.config_path] if r.config_path else []),
                                *r.overrides])
 
     def write_manifest(self) -> None:
@@ -460,7 +460,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a grid dimension, e.g. 'mechanism.method=standalone,fedavg,cgsv' (repeatable)")
     p.add_argument("--out-dir", required=True, help="folder for the run folders and the manifest")
     p.add_argument("--launcher", choices=sorted(LAUNCHERS), default="torchrun",
-                   help="torchrun (default): one torchrun job per run; local: fedfair.local.run_local")
+                   help="torchrun (default): one torchrun job per run; local: fedfair.runtime.local.run_local")
     p.add_argument("--dry-run", action="store_true", help="print the plan and each run's command; run nothing")
     p.add_argument("--timeout", type=float, default=7 * 24 * 3600.0, help="seconds allowed per run")
     p.add_argument("overrides", nargs="*", help="fixed section.key=value overrides for every run")

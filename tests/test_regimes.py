@@ -17,11 +17,11 @@ import torch
 
 from fedfair.config import load_config
 from fedfair.data import load_task, make_shards
-from fedfair.local import run_local
 from fedfair.mechanism import grad_norm_at, unit_scales, update_importance, upload_scales
 from fedfair.models import build_model
+from fedfair.runtime.local import run_local
+from fedfair.runtime.training import LocalTrainer, flatten_parameters
 from fedfair.strategies import importance_audit
-from fedfair.training import LocalTrainer, flatten_parameters
 
 from test_strategies import inp, make
 

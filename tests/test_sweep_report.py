@@ -18,7 +18,7 @@ import pytest
 from fedfair import report as rep
 from fedfair import sweep
 from fedfair.config import load_config, to_toml
-from fedfair.logs import reference_key
+from fedfair.runtime.logs import reference_key
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "default.toml")

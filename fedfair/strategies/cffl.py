@@ -1,7 +1,7 @@
 """CFFL (Lyu et al., "Collaborative Fairness in Federated Learning", 2020).
 
 The server holds a validation set (a held-out slice of the training pool that no agent
-owns, ``data.val_size``; see ``fedfair.run.prepare`` for the default when it is 0). Each round:
+owns, ``data.val_size``; see ``fedfair.runtime.run.prepare`` for the default when it is 0). Each round:
 
 1. Uploads are Γ-normalised, u_i = Γ Δw_i/‖Δw_i‖, like the mechanism's, so every method's
    server step has the same size Γ; the server aggregates u_N = Σ_i c_i u_i over active

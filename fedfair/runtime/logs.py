@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .config import Config, run_identity, to_toml
+from ..config import Config, run_identity, to_toml
 
 AGENT_COLUMNS = ["round", "agent", "psi", "r", "cgsv_r", "q", "density", "k", "encoding", "bytes_up", "bytes_down",
                  "bytes_recv", "valid", "test_acc", "test_loss", "local_acc", "local_loss", "train_loss",

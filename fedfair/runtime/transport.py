@@ -6,7 +6,7 @@ torch.distributed counts no bytes, so every byte is counted here, where it is se
   strategy's extra scalars); the server receives all rows with irecv straight into one
   preallocated N x (D + extras) tensor. The size is fixed by the receive buffer, so no header.
 - reward: the server sends agent i an 8-byte int64 size header, then agent i's own encoded
-  payload (see ``fedfair.mechanism.codecs``). Nobody else's payload ever goes to agent i.
+  payload (see ``fedfair.runtime.wire``). Nobody else's payload ever goes to agent i.
 - stats: after every round each agent sends a small float64 vector (timings, metrics);
   counted separately as control bytes.
 
@@ -26,7 +26,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-SIZE_HEADER_BYTES = 8
+from .wire import SIZE_HEADER_BYTES
 
 
 class PeerFailure(RuntimeError):

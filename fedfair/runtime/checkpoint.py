@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .config import Config, run_identity
+from ..config import Config, run_identity
 
 SERVER_FILE = "server.pt"
 MARKER = "COMPLETE"

@@ -14,12 +14,12 @@ import time
 
 import torch
 
-from .config import Config
+from ..config import Config
 from .faults import maybe_fail
-from .mechanism import decode
-from .strategies import Strategy
+from ..strategies import Strategy
 from .training import LocalTrainer, evaluate, flatten_parameters
 from .transport import AgentTransport, PeerFailure, RunAborted
+from .wire import decode
 
 STATS_FIELDS = ("train_s", "train_loss", "local_acc", "local_loss", "test_acc", "test_loss", "shard_loss",
                 "bytes_recv")

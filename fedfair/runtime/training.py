@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TrainConfig
+from ..config import TrainConfig
 
 
 def flatten_parameters(model: nn.Module) -> torch.Tensor:

@@ -15,14 +15,15 @@ from typing import Any
 import torch
 
 from .agent import STATS_FIELDS, is_eval_round
-from .config import Config
+from ..config import Config
 from .faults import maybe_fail
 from .logs import RunLog, find_standalone_reference, reference_key
-from .mechanism import choose_encoding, encode, encoded_size, finite_rows
-from .metrics import pearson100
-from .strategies import RoundInput, Strategy, importance_audit
+from ..mechanism import finite_rows
+from ..metrics import pearson100
+from ..strategies import RoundInput, Strategy, importance_audit
 from .training import evaluate, flatten_parameters
-from .transport import SIZE_HEADER_BYTES, PeerFailure, RunAborted, ServerTransport
+from .transport import PeerFailure, RunAborted, ServerTransport
+from .wire import SIZE_HEADER_BYTES, choose_encoding, encode, encoded_size
 
 
 WIRE_DTYPE = torch.float32

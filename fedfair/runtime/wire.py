@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "SIZE_HEADER_BYTES",
     "ENCODINGS",
     "HEADER_BYTES",
     "RewardHeader",
@@ -52,6 +53,9 @@ __all__ = [
     "decode_sparse",
     "read_header",
 ]
+
+SIZE_HEADER_BYTES = 8
+"""Every reward payload is preceded by its length in bytes, one int64."""
 
 ENCODINGS = ("dense", "index", "bitmap")
 """Concrete encodings, in the order ``choose_encoding`` prefers them on equal size."""

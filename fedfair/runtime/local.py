@@ -14,7 +14,7 @@ from typing import Any
 
 import torch.multiprocessing as mp
 
-from .config import Config
+from ..config import Config
 
 
 def _portable(x: Any) -> Any:
