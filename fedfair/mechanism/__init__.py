@@ -28,11 +28,13 @@ from .shapley import (
 )
 from .valuation import (
     cgsv_approx,
+    cosines,
     Normalize,
     finite_rows,
     global_k,
     grad_norm_at,
     layer_k,
+    layer_k_rows,
     reward_fractions,
     unit_scales,
     update_importance,
@@ -51,6 +53,8 @@ __all__ = [
     "reward_fractions",
     "global_k",
     "layer_k",
+    "layer_k_rows",
+    "cosines",
     # masks
     "SCOPES",
     "magnitude_order",
