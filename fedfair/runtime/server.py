@@ -198,8 +198,7 @@ class Server:
                 "strategy": self.strategy.state_dict(),
                 "audit": None if self.audit is None else self.audit.state_dict(), "totals": dict(self.totals), "last": self.last,
                 "last_eval": getattr(self, "last_eval", None), "bar_acc": getattr(self, "bar_acc", None),
-                "wall_s": time.perf_counter() - self.start_wall, "torch_rng": torch.get_rng_state(),
-                "ctx_generator": self.strategy.ctx.generator.get_state()}
+                "wall_s": time.perf_counter() - self.start_wall, "torch_rng": torch.get_rng_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.w.copy_(state["w"])
@@ -215,8 +214,7 @@ class Server:
         if state["bar_acc"] is not None:
             self.bar_acc = tuple(state["bar_acc"])
         self.start_wall = time.perf_counter() - state["wall_s"]
-        torch.set_rng_state(state["torch_rng"])
-        self.strategy.ctx.generator.set_state(state["ctx_generator"])
+        torch.set_rng_state(state["torch_rng"])  # an old checkpoint's "ctx_generator" held nothing: ignored
 
     def finish(self) -> dict[str, Any]:
         cfg = self.cfg

@@ -1,6 +1,7 @@
 """Reward methods, one module each, behind ``Strategy``; looked up by ``mechanism.method``."""
 from __future__ import annotations
 
+from ..config import Config
 from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, default_val_size
 from .cffl import CFFL
 from .cgsv import CGSV
@@ -16,11 +17,13 @@ REGISTRY: dict[str, type[Strategy]] = {
     cls.name: cls for cls in (CGSV, Standalone, FedAvg, DW, EU, RoundRobin, QFFL, CFFL, ECI)}
 
 
-def build_strategy(cfg, ctx: ServerContext) -> Strategy:
+def build_strategy(cfg: Config, ctx: ServerContext) -> Strategy:
+    """The strategy of ``mechanism.method``, given only what a strategy may see: the mechanism's
+    settings, the job's static facts and the seed."""
     method = cfg.mechanism.method
     if method not in REGISTRY:
         raise ValueError(f"mechanism.method = {method!r} is not implemented yet; available: {', '.join(REGISTRY)}")
-    return REGISTRY[method](cfg, ctx)
+    return REGISTRY[method](cfg.mechanism, ctx, seed=cfg.run.seed)
 
 
 def importance_audit(strategy: Strategy) -> CGSV | None:
@@ -32,7 +35,7 @@ def importance_audit(strategy: Strategy) -> CGSV | None:
     """
     if not strategy.communicates or strategy.values_by_cgsv:
         return None
-    return CGSV(strategy.cfg, strategy.ctx)
+    return CGSV(strategy.mechanism, strategy.ctx, strategy.seed)
 
 
 def needs_validation(method: str) -> bool:
