@@ -134,7 +134,6 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
     from ..strategies import ServerContext, build_strategy
     from .training import layer_sizes
     from .transport import AgentTransport, ServerTransport
-    from .agent import STATS_FIELDS
 
     check_world_size(cfg, world_size)
     torch.set_num_threads(cfg.run.threads)
@@ -161,8 +160,7 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
             if strategy.needs_validation:
                 ctx.validation_accuracy = _validation_accuracy(cfg, setup)
             log = RunLog(cfg, resume_after=start)
-            transport = ServerTransport(cfg.data.agents, dim + strategy.extras, len(STATS_FIELDS),
-                                        device, timeout_s=cfg.comm.timeout_s)
+            transport = ServerTransport(cfg.data.agents, dim + strategy.extras, device, timeout_s=cfg.comm.timeout_s)
             server = Server(cfg, setup.task, model, strategy, transport, log)
             if state is not None:
                 server.load_state_dict(state)

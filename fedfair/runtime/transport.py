@@ -1,14 +1,15 @@
 """Point-to-point transport between the server (rank 0) and agents (ranks 1..N), with a byte ledger.
 
-torch.distributed counts no bytes, so every byte is counted here, where it is sent:
+The network end of FedLab's split: this module moves tensors and counts bytes; what the bytes
+mean (upload rows, reward payloads, round statistics) is :mod:`fedfair.runtime.wire`'s, and
+what to do with them is the server's and the agents'. torch.distributed counts no bytes, so
+every byte is counted here, where it is sent:
 
-- upload: agent i sends its raw update as one fixed-size float32 row (D values plus the
-  strategy's extra scalars); the server receives all rows with irecv straight into one
-  preallocated N x (D + extras) tensor. The size is fixed by the receive buffer, so no header.
-- reward: the server sends agent i an 8-byte int64 size header, then agent i's own encoded
-  payload (see ``fedfair.runtime.wire``). Nobody else's payload ever goes to agent i.
-- stats: after every round each agent sends a small float64 vector (timings, metrics);
-  counted separately as control bytes.
+- upload: agent i sends one fixed-size float32 row; the server receives all rows with irecv
+  straight into one preallocated N x row tensor (the buffer fixes the size: no header).
+- reward: the server sends agent i a size header, then agent i's own payload. Nobody else's
+  payload ever goes to agent i.
+- stats: after every round each agent sends its round statistics, counted as control bytes.
 
 No collective carries model data: all_gather would hand every upload to every agent.
 
@@ -22,20 +23,29 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Callable, Literal
 
 import torch
 import torch.distributed as dist
 
-from .wire import SIZE_HEADER_BYTES
+from .wire import SIZE_HEADER_DTYPE, STATS_SIZE, WIRE_DTYPE
+
+EXPIRY_SLACK_S = 0.05
+"""A wait that fails this close to its deadline has expired (torch rounds the timeout to ms)."""
 
 
 class PeerFailure(RuntimeError):
-    """A peer that did not deliver: ``timeout`` (silent) or ``closed`` (its process went away)."""
+    """A peer that did not deliver: ``timeout`` (silent until the deadline) or ``closed`` (gone).
 
-    def __init__(self, rank: int, what: str, detail: str) -> None:
+    torch raises the same ``RuntimeError`` for both under gloo, so the kind is read off the
+    wait itself: failing to post, or a wait that fails before its deadline, means the peer's
+    connection closed; a wait that fails at its deadline means the peer was silent.
+    """
+
+    def __init__(self, rank: int, what: str, kind: Literal["timeout", "closed"], detail: str) -> None:
         self.rank = rank
         self.what = what
-        self.kind = "timeout" if "timed out" in detail.lower() else "closed"
+        self.kind = kind
         super().__init__(f"rank {rank}: {what}: {detail.splitlines()[0] if detail else ''}")
 
 
@@ -50,31 +60,41 @@ class RunAborted(RuntimeError):
         self.quiet = quiet
 
 
-def _post(op, tensor: torch.Tensor, peer: int, rank: int, what: str):
+Request = dist.Work
+
+
+def _post(op: Callable[[torch.Tensor, int], Request], tensor: torch.Tensor, peer: int, what: str) -> Request:
     """dist.isend / dist.irecv; posting fails at once when the peer's connection is already closed."""
     try:
         return op(tensor, peer)
     except RuntimeError as e:
-        raise PeerFailure(rank, what, str(e)) from None
+        raise PeerFailure(peer, what, "closed", str(e)) from None
 
 
-def _wait(req, rank: int, what: str, timeout_s: float | None) -> None:
+def _wait(req: Request, peer: int, what: str, deadline: float | None) -> None:
+    """Wait for ``req`` until the ``time.monotonic()`` deadline (None: for ever)."""
     try:
-        if timeout_s is None:
+        if deadline is None:
             req.wait()
         else:
-            req.wait(timedelta(seconds=max(timeout_s, 1e-3)))
+            req.wait(timedelta(seconds=max(deadline - time.monotonic(), 1e-3)))
     except RuntimeError as e:
-        raise PeerFailure(rank, what, str(e)) from None
+        expired = deadline is not None and time.monotonic() >= deadline - EXPIRY_SLACK_S
+        raise PeerFailure(peer, what, "timeout" if expired else "closed", str(e)) from None
 
 
-def _wait_all(reqs, what: str, timeout_s: float | None, on_done=None) -> None:
-    """Wait for reqs[i] (from/to agent i + 1) with one shared deadline."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    for i, req in enumerate(reqs):
-        _wait(req, i + 1, what, None if deadline is None else deadline - time.monotonic())
+def _deadline(timeout_s: float | None) -> float | None:
+    return None if timeout_s is None else time.monotonic() + timeout_s
+
+
+def _wait_all(reqs: list[tuple[int, Request]], what: str, timeout_s: float | None,
+              on_done: Callable[[int], None] | None = None) -> None:
+    """Wait for every (peer, request) with one shared deadline; ``on_done(peer)`` after each."""
+    deadline = _deadline(timeout_s)
+    for peer, req in reqs:
+        _wait(req, peer, what, deadline)
         if on_done is not None:
-            on_done(i)
+            on_done(peer)
 
 
 def nbytes(t: torch.Tensor) -> int:
@@ -111,47 +131,43 @@ def _staged(t: torch.Tensor, wire: torch.device) -> torch.Tensor:
 class ServerTransport:
     """The server's end: receive uploads into one buffer, send each agent its own reward."""
 
-    def __init__(self, agents: int, row_size: int, stats_size: int, device: torch.device,
-                 timeout_s: float | None = None) -> None:
+    def __init__(self, agents: int, row_size: int, device: torch.device, timeout_s: float | None = None) -> None:
         self.agents = agents
         self.timeout_s = timeout_s
         self.ledger = Ledger(agents)
         self.device = device
         self.wire = wire = wire_device(device)
-        self.uploads = torch.empty(agents, row_size, dtype=torch.float32, device=wire)
-        self.stats = torch.empty(agents, stats_size, dtype=torch.float64, device=wire)
+        self.uploads = torch.empty(agents, row_size, dtype=WIRE_DTYPE, device=wire)
+        self.stats = torch.empty(agents, STATS_SIZE, dtype=torch.float64, device=wire)
+
+    def _receive_rows(self, buffer: torch.Tensor, what: str, counter: list[int]) -> torch.Tensor:
+        """Row i of ``buffer`` from agent i + 1, all concurrently; counted into ``counter``."""
+        reqs = [(i + 1, _post(dist.irecv, buffer[i], i + 1, what)) for i in range(self.agents)]
+
+        def count(peer: int) -> None:
+            counter[peer - 1] += nbytes(buffer[peer - 1])
+
+        _wait_all(reqs, what, self.timeout_s, count)
+        return buffer.cpu()  # the server works on the host (a no-op for gloo)
 
     def receive_uploads(self) -> torch.Tensor:
         """All agents' upload rows, received concurrently into the preallocated N x row tensor."""
-        reqs = [_post(dist.irecv, self.uploads[i], i + 1, i + 1, "upload") for i in range(self.agents)]
-
-        def count(i: int) -> None:
-            self.ledger.up[i] += nbytes(self.uploads[i])
-
-        _wait_all(reqs, "upload", self.timeout_s, count)
-        return self.uploads.cpu()  # the mechanism works on the host (a no-op for gloo)
+        return self._receive_rows(self.uploads, "upload", self.ledger.up)
 
     def send_rewards(self, payloads: list[torch.Tensor]) -> None:
         """Agent i gets a size header and then payloads[i] (uint8), nothing else."""
-        headers = [torch.tensor([p.numel()], dtype=torch.int64, device=self.wire) for p in payloads]
         reqs = []
-        for i, (h, p) in enumerate(zip(headers, payloads)):
-            p = _staged(p, self.wire).contiguous()
-            reqs.append((i + 1, _post(dist.isend, h, i + 1, i + 1, "reward")))
-            reqs.append((i + 1, _post(dist.isend, p, i + 1, i + 1, "reward")))
-            self.ledger.down[i] += nbytes(h) + nbytes(p)
-        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
-        for rank, r in reqs:
-            _wait(r, rank, "reward", None if deadline is None else deadline - time.monotonic())
+        for i, payload in enumerate(payloads):
+            header = torch.tensor([payload.numel()], dtype=SIZE_HEADER_DTYPE, device=self.wire)
+            payload = _staged(payload, self.wire).contiguous()
+            reqs.append((i + 1, _post(dist.isend, header, i + 1, "reward")))
+            reqs.append((i + 1, _post(dist.isend, payload, i + 1, "reward")))
+            self.ledger.down[i] += nbytes(header) + nbytes(payload)
+        _wait_all(reqs, "reward", self.timeout_s)
 
     def receive_stats(self) -> torch.Tensor:
-        reqs = [_post(dist.irecv, self.stats[i], i + 1, i + 1, "round statistics") for i in range(self.agents)]
-
-        def count(i: int) -> None:
-            self.ledger.ctrl[i] += nbytes(self.stats[i])
-
-        _wait_all(reqs, "round statistics", self.timeout_s, count)
-        return self.stats.cpu()
+        """Every agent's round statistics (N x STATS_SIZE float64)."""
+        return self._receive_rows(self.stats, "round statistics", self.ledger.ctrl)
 
 
 class AgentTransport:
@@ -164,19 +180,22 @@ class AgentTransport:
         # the reward comes after every agent's training and the server's step: allow twice the timeout
         self.timeout_s = None if timeout_s is None else 2 * timeout_s
 
+    def _exchange(self, op: Callable[[torch.Tensor, int], Request], tensor: torch.Tensor, what: str) -> None:
+        _wait(_post(op, tensor, 0, what), 0, what, _deadline(self.timeout_s))
+
     def send_upload(self, row: torch.Tensor) -> None:
         row = _staged(row, self.wire).contiguous()
-        _wait(_post(dist.isend, row, 0, 0, "upload"), 0, "upload", self.timeout_s)
+        self._exchange(dist.isend, row, "upload")
         self.sent += nbytes(row)
 
     def receive_reward(self) -> torch.Tensor:
-        header = torch.empty(1, dtype=torch.int64, device=self.wire)
-        _wait(_post(dist.irecv, header, 0, 0, "reward"), 0, "reward", self.timeout_s)
+        header = torch.empty(1, dtype=SIZE_HEADER_DTYPE, device=self.wire)
+        self._exchange(dist.irecv, header, "reward")
         payload = torch.empty(int(header.item()), dtype=torch.uint8, device=self.wire)
-        _wait(_post(dist.irecv, payload, 0, 0, "reward"), 0, "reward", self.timeout_s)
+        self._exchange(dist.irecv, payload, "reward")
         self.received += nbytes(header) + nbytes(payload)
         return payload.cpu()  # codecs decode on the host
 
     def send_stats(self, stats: torch.Tensor) -> None:
         stats = _staged(stats.to(torch.float64), self.wire).contiguous()
-        _wait(_post(dist.isend, stats, 0, 0, "round statistics"), 0, "round statistics", self.timeout_s)
+        self._exchange(dist.isend, stats, "round statistics")
