@@ -19,6 +19,17 @@ import torch
 import torch.distributed as dist
 
 from ..config import Config, ConfigError, load_config
+from ..data import Shard, TaskData, load_task, make_shards
+from ..models import build_model as build_network
+from ..models import default_model_for
+from ..strategies import ServerContext, Strategy, build_strategy, default_val_size, needs_validation
+from .agent import Agent
+from .checkpoint import CheckpointError, Checkpointer, resume_requested
+from .logs import RunLog, agent_table
+from .server import Server
+from .training import ValidationSet, layer_sizes
+from .transport import AgentTransport, RunAborted, ServerTransport
+from .wire import upload_size
 
 
 class SetupError(ValueError):
@@ -28,17 +39,14 @@ class SetupError(ValueError):
 @dataclass
 class Setup:
     """What every rank derives identically from the config and seed."""
-    task: Any
-    shards: list
+    task: TaskData
+    shards: list[Shard]
     val_indices: np.ndarray
     model_name: str
 
 
 def prepare(cfg: Config) -> Setup:
     """Load the data set, cut the agents' shards, name the model; same result on every rank."""
-    from ..data import load_task, make_shards
-    from ..models import default_model_for
-
     task = load_task(cfg.data.dataset, cfg.data.data_dir or None, seed=cfg.run.seed,
                      test_fraction=cfg.data.test_fraction, image_pad=cfg.data.image_pad)
     resolve_val_size(cfg, task.num_train)
@@ -53,18 +61,14 @@ def resolve_val_size(cfg: Config, num_train: int) -> None:
     """cffl and eci need a validation set: with data.val_size = 0 they get the documented default
     (``fedfair.strategies.default_val_size``: 10% of the training data, at most 1000), written
     into cfg so that config.toml and the fairness reference key record what was used."""
-    from ..strategies import default_val_size, needs_validation
-
     if cfg.data.val_size == 0 and needs_validation(cfg.mechanism.method):
         cfg.data.val_size = default_val_size(num_train)
 
 
 def build_model(cfg: Config, setup: Setup) -> torch.nn.Module:
     """The common initial model w_0: identical on every rank because the seed is."""
-    from ..models import build_model as build
-
     torch.manual_seed(cfg.run.seed)
-    model = build(setup.model_name, setup.task)
+    model = build_network(setup.model_name, setup.task)
     # float64: the same initial values (drawn in float32, then widened), trained in float64
     return model.to(torch.float64) if cfg.train.dtype == "float64" else model
 
@@ -127,20 +131,11 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
     Returns, on the server: the summary, the final server model ``w`` and the server's copy of
     every agent's model; on an agent: its final model ``w`` and the bytes it received.
     """
-    from .agent import Agent
-    from .checkpoint import Checkpointer, resume_requested
-    from .logs import RunLog
-    from .server import Server, agent_table
-    from ..strategies import ServerContext, build_strategy
-    from .training import layer_sizes
-    from .transport import AgentTransport, ServerTransport
-
     check_world_size(cfg, world_size)
     torch.set_num_threads(cfg.run.threads)
     setup = setup or prepare(cfg)
     model = build_model(cfg, setup)
     sizes = layer_sizes(model)
-    dim = sum(sizes)
     timeout = timedelta(seconds=cfg.comm.timeout_s)
     backend = choose_backend(cfg)
     if store is None:
@@ -150,56 +145,56 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
         torch.cuda.set_device(device)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
     try:
-        ctx = ServerContext(agents=cfg.data.agents, dim=dim, layer_sizes=sizes,
-                            shard_sizes=[len(s.indices) for s in setup.shards])
+        # the server's validation set exists before the strategy: nothing in its context changes later
+        validation = validation_set(cfg, setup) if rank == 0 and needs_validation(cfg.mechanism.method) else None
+        ctx = ServerContext(agents=cfg.data.agents, dim=sum(sizes), layer_sizes=sizes,
+                            shard_sizes=[len(s.indices) for s in setup.shards],
+                            validation_accuracy=None if validation is None else validation.accuracy)
         strategy = build_strategy(cfg, ctx)
         # every rank: the newest checkpoint complete on all ranks, if this is a resume (collective)
         ckpt = Checkpointer(cfg, rank)
         start, state = ckpt.agree(resume_requested(cfg))
         if rank == 0:
-            if strategy.needs_validation:
-                ctx.validation_accuracy = _validation_accuracy(cfg, setup)
-            log = RunLog(cfg, resume_after=start)
-            transport = ServerTransport(cfg.data.agents, dim + strategy.extras, device, timeout_s=cfg.comm.timeout_s)
-            server = Server(cfg, setup.task, model, strategy, transport, log)
-            if state is not None:
-                server.load_state_dict(state)
-            server.checkpointer = ckpt
-            try:
-                summary = server.run(start_round=start + 1)
-            finally:
-                log.close()
-            print(agent_table(summary), flush=True)
-            return {"summary": summary, "w": server.w.clone(), "agent_models": server.agent_models}
-        torch.manual_seed(cfg.run.seed * 7919 + rank)  # dropout and other global-RNG use, distinct per agent
-        agent = Agent(cfg, rank, setup.task, setup.shards[rank - 1], model.to(device), strategy,
-                      AgentTransport(cfg.comm.timeout_s, device))
-        if state is not None:
-            agent.load_state_dict(state)
-        agent.checkpointer = ckpt
-        agent.run(start_round=start + 1)
-        return {"w": agent.w.cpu().clone(), "received": agent.transport.received}
+            return serve(cfg, setup, model, strategy, validation, ckpt, start, state, device)
+        return work(cfg, rank, setup, model, strategy, ckpt, start, state, device)
     finally:
         dist.destroy_process_group()
 
 
-def _validation_accuracy(cfg: Config, setup: Setup):
-    """Accuracy of a flat model on the held-out validation slice (for cffl and eci)."""
-    from .training import evaluate, flatten_parameters
+def serve(cfg: Config, setup: Setup, model: torch.nn.Module, strategy: Strategy, validation: ValidationSet | None,
+          ckpt: Checkpointer, start: int, state: dict[str, Any] | None, device: torch.device) -> dict[str, Any]:
+    """Rank 0: the server's rounds after round ``start``, then the summary and the end-of-run table."""
+    log = RunLog(cfg, resume_after=start)
+    transport = ServerTransport(cfg.data.agents, upload_size(strategy.ctx.dim, strategy.extras), device,
+                                 timeout_s=cfg.comm.timeout_s)
+    server = Server(cfg, setup.task, model, strategy, transport, log, validation=validation, checkpointer=ckpt)
+    if state is not None:
+        server.load_state_dict(state)
+    try:
+        summary = server.run(start_round=start + 1)
+    finally:
+        log.close()
+    print(agent_table(summary), flush=True)
+    return {"summary": summary, "w": server.w.clone(), "agent_models": server.agent_models}
 
+
+def work(cfg: Config, rank: int, setup: Setup, model: torch.nn.Module, strategy: Strategy, ckpt: Checkpointer,
+         start: int, state: dict[str, Any] | None, device: torch.device) -> dict[str, Any]:
+    """Rank i > 0: agent i's rounds after round ``start``."""
+    torch.manual_seed(cfg.run.seed * 7919 + rank)  # dropout and other global-RNG use, distinct per agent
+    agent = Agent(cfg, rank, setup.task, setup.shards[rank - 1], model.to(device), strategy,
+                  AgentTransport(cfg.comm.timeout_s, device), checkpointer=ckpt)
+    if state is not None:
+        agent.load_state_dict(state)
+    agent.run(start_round=start + 1)
+    return {"w": agent.w.cpu().clone(), "received": agent.transport.received}
+
+
+def validation_set(cfg: Config, setup: Setup) -> ValidationSet:
+    """The server's held-out validation slice (cffl, eci), evaluated through a probe model."""
     if len(setup.val_indices) == 0:
         raise SetupError(f"mechanism.method = {cfg.mechanism.method!r} needs a validation set: set data.val_size > 0")
-    probe = build_model(cfg, setup)
-    flat = flatten_parameters(probe)
-    labels = setup.task.train_y[torch.as_tensor(setup.val_indices)]
-
-    def accuracy(w: torch.Tensor) -> float:
-        accuracy.calls += 1  # counted into summary.json's validation_passes
-        flat.copy_(w)
-        return evaluate(probe, setup.task, "train", setup.val_indices, labels)[1]
-
-    accuracy.calls = 0
-    return accuracy
+    return ValidationSet(build_model(cfg, setup), setup.task, setup.val_indices)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -224,12 +219,7 @@ def fail(message: str, rank: int = 0, code: int = 2) -> None:
 
 
 def check_runnable(cfg: Config) -> None:
-    """What the config cannot know alone: an implemented method, the devices a backend needs."""
-    from ..strategies import REGISTRY
-
-    if cfg.mechanism.method not in REGISTRY:
-        raise SetupError(f"mechanism.method = {cfg.mechanism.method!r} is not implemented in this build: "
-                         f"available: {', '.join(REGISTRY)}")
+    """What the config cannot know alone: the devices a backend needs."""
     if cfg.comm.backend == "nccl":
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -255,9 +245,6 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, SetupError, ValueError, OSError) as e:
         fail(str(e), rank)
         return
-    from .checkpoint import CheckpointError
-    from .transport import RunAborted
-
     try:
         run_rank(cfg, rank, world_size, setup=setup)
     except CheckpointError as e:

@@ -53,9 +53,9 @@ class ServerStep:
     q: torch.Tensor | None = None       # per-agent reward fraction, logged
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServerContext:
-    """Static facts a strategy may use."""
+    """Static facts a strategy may use, all known before it is built (frozen: none changes later)."""
     agents: int
     dim: int
     layer_sizes: list[int]
