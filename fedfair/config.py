@@ -19,9 +19,6 @@ Dataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5"]
 Partition = Literal["uni", "pow", "cla"]
 Behaviour = Literal["honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan"]
 METHODS: tuple[str, ...] = typing.get_args(Method)
-DATASETS: tuple[str, ...] = typing.get_args(Dataset)
-PARTITIONS: tuple[str, ...] = typing.get_args(Partition)
-BEHAVIOURS: tuple[str, ...] = typing.get_args(Behaviour)
 PAD_DATASETS = ("mnist", "fashion_mnist")
 """Data sets whose 28x28 images data.image_pad = "data" pads to 32x32."""
 
@@ -41,14 +38,6 @@ def _check_choice(name: str, value: Any, hint: Any) -> None:
     _check(isinstance(value, str) and value in allowed, name, value, f"one of {', '.join(map(str, allowed))}")
 
 
-def _literal_items(hint: Any) -> Any | None:
-    """The Literal of a ``list[Literal[...]]`` hint, else None."""
-    if typing.get_origin(hint) is list:
-        (item,) = typing.get_args(hint)
-        return item if typing.get_origin(item) is Literal else None
-    return None
-
-
 def _check_entries(name: str, values: Any, item: Any) -> None:
     """A list[Literal[...]] field: every entry is one of the Literal's strings."""
     allowed = typing.get_args(item)
@@ -62,8 +51,8 @@ def _check_choices(obj: Any, section: str) -> None:
     for name, hint in typing.get_type_hints(type(obj)).items():
         if typing.get_origin(hint) is Literal:
             _check_choice(f"{section}.{name}", getattr(obj, name), hint)
-        elif (item := _literal_items(hint)) is not None:
-            _check_entries(f"{section}.{name}", getattr(obj, name), item)
+        elif typing.get_origin(hint) is list and typing.get_origin(typing.get_args(hint)[0]) is Literal:
+            _check_entries(f"{section}.{name}", getattr(obj, name), typing.get_args(hint)[0])
 
 
 @dataclass
@@ -290,6 +279,12 @@ class _Override:
     text: str
 
 
+_SCALARS: dict[type, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "true or false"), int: ((int,), "an integer"), float: ((int, float), "a number"),
+    str: ((str,), "a string")}
+"""A scalar field's accepted TOML types (ints where floats are) and the words of its error."""
+
+
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     """Check a TOML value against a field's type hint; ints are accepted where floats are."""
     origin = typing.get_origin(hint)
@@ -308,26 +303,14 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
             raise ConfigError(f"{name} = {value!r} is invalid: expected a list")
-        if typing.get_origin(item) is Literal:  # one line about the whole list, as __post_init__ gives
-            _check_entries(name, value, item)
+        if typing.get_origin(item) is Literal:  # _check_choices judges the whole list, in one line
             return list(value)
         return [_coerce(name, v, item) for v in value]
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} = {value!r} is invalid: expected true or false")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} = {value!r} is invalid: expected an integer")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} = {value!r} is invalid: expected a number")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} = {value!r} is invalid: expected a string")
-        return value
+    if hint in _SCALARS:
+        kinds, expected = _SCALARS[hint]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and hint is not bool):
+            raise ConfigError(f"{name} = {value!r} is invalid: expected {expected}")
+        return float(value) if hint is float else value
     raise ConfigError(f"{name}: unsupported type {hint}")  # pragma: no cover - schema bug
 
 
