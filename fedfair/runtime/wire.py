@@ -84,7 +84,7 @@ WIRE_DTYPE = torch.float32
 """Uploads and reward values travel as float32, also in float64 runs (see train.dtype)."""
 
 SIZE_HEADER_DTYPE = torch.int64
-SIZE_HEADER_BYTES = 8
+SIZE_HEADER_BYTES = SIZE_HEADER_DTYPE.itemsize  # 8
 """Every reward payload is preceded by its length in bytes, one int64."""
 
 
@@ -106,36 +106,6 @@ def split_uploads(rows: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return rows[:, :dim], rows[:, dim:]
 
 
-# ---------------------------------------------------------------- 3. the round statistics
-
-
-@dataclass
-class RoundStats:
-    """What agent i tells the server after a round: timings and metrics, never its model.
-
-    Undefined values (no evaluation this round) are NaN. Travels as float64 scalars in field order.
-    """
-    train_s: float
-    train_loss: float
-    local_acc: float        # own model right after local training (before the reward)
-    local_loss: float
-    test_acc: float         # own model at the end of the round
-    test_loss: float
-    shard_loss: float       # loss on the own shard
-    bytes_recv: float       # reward bytes received so far (agent side of the ledger)
-
-    def to_tensor(self) -> Tensor:
-        return torch.tensor(dataclasses.astuple(self), dtype=torch.float64)
-
-    @classmethod
-    def from_tensor(cls, row: Tensor) -> RoundStats:
-        return cls(*row.tolist())
-
-
-STATS_SIZE = len(dataclasses.fields(RoundStats))
-"""Length of the round statistics' float64 vector on the wire."""
-
-
 # ---------------------------------------------------------------- 2. the reward payload
 
 
@@ -153,6 +123,8 @@ def dense_reward_bytes(dim: int) -> int:
     """Bytes of one dense reward message (size header included): the baseline sparsity saves against."""
     return SIZE_HEADER_BYTES + encoded_size("dense", dim, dim)
 
+
+# the payload's codec: the layout in this module's docstring
 
 ENCODINGS = ("dense", "index", "bitmap")
 """Concrete encodings, in the order ``choose_encoding`` prefers them on equal size."""
@@ -367,3 +339,33 @@ def decode_sparse(payload: Tensor) -> tuple[Tensor, Tensor, int]:
     if indices is None:
         indices = members.nonzero().flatten()
     return indices, values.clone(), header.dim
+
+
+# ---------------------------------------------------------------- 3. the round statistics
+
+
+@dataclass
+class RoundStats:
+    """What agent i tells the server after a round: timings and metrics, never its model.
+
+    Undefined values (no evaluation this round) are NaN. Travels as float64 scalars in field order.
+    """
+    train_s: float
+    train_loss: float
+    local_acc: float        # own model right after local training (before the reward)
+    local_loss: float
+    test_acc: float         # own model at the end of the round
+    test_loss: float
+    shard_loss: float       # loss on the own shard
+    bytes_recv: float       # reward bytes received so far (agent side of the ledger)
+
+    def to_tensor(self) -> Tensor:
+        return torch.tensor(dataclasses.astuple(self), dtype=torch.float64)
+
+    @classmethod
+    def from_tensor(cls, row: Tensor) -> RoundStats:
+        return cls(*row.tolist())
+
+
+STATS_SIZE = len(dataclasses.fields(RoundStats))
+"""Length of the round statistics' float64 vector on the wire."""
