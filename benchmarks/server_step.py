@@ -5,7 +5,7 @@ with the importance coefficients r, value every agent by ψ_i = cos(u_i, u_N), u
 the reward fractions q, cut every agent's reward from the aggregate, and make it sendable.
 
 - fedfair: ``fedfair.strategies.CGSV.server_step`` plus the per-agent wire encoding, exactly
-  what ``fedfair.server.Server.round`` times as ``mechanism_s`` (mask_scope "layer", the
+  what ``fedfair.runtime.server.Server.round`` times as ``mechanism_s`` (mask_scope "layer", the
   reference code's per-parameter-tensor top-k). Input: the N×D float32 upload matrix the
   transport receives into.
 - reference: the released code's server step as it is written (utils.py and the CGSV main
@@ -51,7 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ALPHA, BETA, GAMMA, MODELS, describe_split, footer, interleaved, machine_header, make_round, model_shapes  # noqa: E402
 
 from fedfair.config import Config, MechanismConfig  # noqa: E402
-from fedfair.mechanism import choose_encoding, decode, encode  # noqa: E402
+from fedfair.runtime.wire import WIRE_DTYPE, decode, encode, encode_reward  # noqa: E402
 from fedfair.strategies import REGISTRY, RoundInput, ServerContext  # noqa: E402
 
 
@@ -61,7 +61,7 @@ from fedfair.strategies import REGISTRY, RoundInput, ServerContext  # noqa: E402
 class FedfairStep:
     """fedfair's server step for cgsv: the strategy's step, then one encoded payload per agent.
 
-    The encoding loop is the one in ``Server.round`` (choose the smallest encoding for k,
+    The encoding loop is the one in ``Server.encode`` (choose the smallest encoding for k,
     encode); the pair is what the runtime times as ``mechanism_s``.
     """
 
@@ -70,7 +70,7 @@ class FedfairStep:
         self.cfg = Config(mechanism=MechanismConfig(method="cgsv", alpha=ALPHA, beta=BETA, grad_norm=GAMMA,
                                                     mask_scope=scope))
         ctx = ServerContext(agents=n, dim=dim, layer_sizes=sizes, shard_sizes=[600] * n)
-        self.strategy = REGISTRY["cgsv"](self.cfg, ctx)
+        self.strategy = REGISTRY["cgsv"](self.cfg.mechanism, ctx)
         self.r = r.clone()
         self.dim = dim
         self.inp = RoundInput(round=11, updates=updates, extras=updates[:, dim:], valid=torch.ones(n, dtype=torch.bool),
@@ -80,11 +80,8 @@ class FedfairStep:
         self.strategy.load_state_dict({"r": self.r})  # every call does the same round's work
         step = self.strategy.server_step(self.inp)
         payloads = []
-        for rw in step.rewards:  # as in Server.round
-            k = self.dim if rw.indices is None else rw.indices.numel()
-            enc = self.cfg.comm.encoding if self.cfg.comm.encoding != "auto" else choose_encoding(k, self.dim)
-            idx = rw.indices if rw.indices is not None else torch.arange(self.dim)
-            payloads.append(encode(idx, rw.values, self.dim, enc))
+        for rw in step.rewards:  # as in Server.encode
+            payloads.append(encode_reward(rw.indices, rw.values.to(WIRE_DTYPE), self.dim, self.cfg.comm.encoding)[0])
         return payloads
 
 

@@ -1,6 +1,6 @@
 """Bytes on the wire for a real run's rewards, against the ideal for each reward's size.
 
-Runs a short job on this machine (all ranks as local processes, ``fedfair.local.run_local``),
+Runs a short job on this machine (all ranks as local processes, ``fedfair.runtime.local.run_local``),
 then reads what the server's byte ledger recorded (``agents.csv``: per round and agent, k kept
 entries, the encoding chosen, ``bytes_down`` actually sent; ``summary.json``: totals).
 
@@ -33,9 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ROOT, footer, machine_header  # noqa: E402
 
 from fedfair.config import load_config  # noqa: E402
-from fedfair.local import run_local  # noqa: E402
-from fedfair.mechanism import HEADER_BYTES, encoded_size  # noqa: E402
-from fedfair.transport import SIZE_HEADER_BYTES  # noqa: E402
+from fedfair.runtime.local import run_local  # noqa: E402
+from fedfair.runtime.wire import HEADER_BYTES, SIZE_HEADER_BYTES, encoded_size  # noqa: E402
 
 VALUE_BYTES = 4  # float32 rewards
 INDEX_BYTES = 4  # int32 indices (D < 2^31)

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .methods import NAMES as METHOD_NAMES
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5")
-PARTITIONS = ("uni", "pow", "cla")
-BEHAVIOURS = ("honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan")
+
+Dataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5"]
+Partition = Literal["uni", "pow", "cla"]
+Behaviour = Literal["honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan"]
 PAD_DATASETS = ("mnist", "fashion_mnist")
 """Data sets whose 28x28 images data.image_pad = "data" pads to 32x32."""
 
@@ -37,11 +38,21 @@ def _check_choice(name: str, value: Any, hint: Any) -> None:
     _check(isinstance(value, str) and value in allowed, name, value, f"one of {', '.join(map(str, allowed))}")
 
 
+def _check_entries(name: str, values: Any, item: Any) -> None:
+    """A list[Literal[...]] field: every entry is one of the Literal's strings."""
+    allowed = typing.get_args(item)
+    _check(all(isinstance(v, str) and v in allowed for v in values), name, values,
+           f"entries must be one of {', '.join(map(str, allowed))}")
+
+
 def _check_choices(obj: Any, section: str) -> None:
-    """Every ``Literal[...]`` field holds one of its choices (also when built in code, not from TOML)."""
+    """Every ``Literal[...]`` field (and every entry of a ``list[Literal[...]]`` field) holds one of
+    its choices, also when the config is built in code, not from TOML."""
     for name, hint in typing.get_type_hints(type(obj)).items():
         if typing.get_origin(hint) is Literal:
             _check_choice(f"{section}.{name}", getattr(obj, name), hint)
+        elif typing.get_origin(hint) is list and typing.get_origin(typing.get_args(hint)[0]) is Literal:
+            _check_entries(f"{section}.{name}", getattr(obj, name), typing.get_args(hint)[0])
 
 
 @dataclass
@@ -75,11 +86,11 @@ class RunConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"
+    dataset: Dataset = "digits"
     """One of digits, mnist, fashion_mnist, cifar10, mr, sst5."""
     data_dir: str = ""
     """Where the data files are ("" = the data set's default places)."""
-    partition: str = "cla"
+    partition: Partition = "cla"
     """How the pool is split among agents: uni, pow or cla (see the spec)."""
     agents: int = 5
     """Number of agents N; the job's world size must be N + 1."""
@@ -105,12 +116,10 @@ class DataConfig:
     standardise with the padded training images' mean/std, as the reference code: border = background)."""
 
     def __post_init__(self) -> None:
-        _check(self.dataset in DATASETS, "data.dataset", self.dataset, f"one of {', '.join(DATASETS)}")
         _check_choices(self, "data")
         _check(self.image_pad == "model" or self.dataset in PAD_DATASETS, "data.image_pad", self.image_pad,
                f"'data' pads 28x28 images to 32x32, so only for {' or '.join(PAD_DATASETS)} "
                f"(data.dataset is {self.dataset!r})")
-        _check(self.partition in PARTITIONS, "data.partition", self.partition, f"one of {', '.join(PARTITIONS)}")
         _check(self.agents >= 1, "data.agents", self.agents, "must be >= 1")
         _check(self.pool_size >= 0, "data.pool_size", self.pool_size, "must be >= 0")
         _check(self.shard_size >= 0, "data.shard_size", self.shard_size, "must be >= 0")
@@ -132,8 +141,8 @@ class TrainConfig:
     """Initial learning rate eta."""
     lr_decay: float = 0.977
     """Learning rate multiplied by this once per round (exponential schedule gamma)."""
-    optimizer: str = "sgd"
-    """sgd or adam; state persists across rounds."""
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    """Optimizer of the local work; its state persists across rounds."""
     dtype: Literal["float32", "float64"] = "float32"
     """Precision of the agents' models, optimizer and Δw, and of the server's normalisation and
     aggregation. float64 removes the float32 rounding of tiny optimizer steps (lr·γ^t ~ 1e-7);
@@ -149,7 +158,6 @@ class TrainConfig:
         _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be >= 1")
         _check(self.lr > 0 and math.isfinite(self.lr), "train.lr", self.lr, "must be a finite number > 0")
         _check(0 < self.lr_decay <= 1, "train.lr_decay", self.lr_decay, "must be in (0, 1]")
-        _check(self.optimizer in ("sgd", "adam"), "train.optimizer", self.optimizer, "sgd or adam")
         _check(self.local_steps >= 0, "train.local_steps", self.local_steps, "must be >= 0")
         _check(self.local_epochs >= 0, "train.local_epochs", self.local_epochs, "must be >= 0")
         _check(self.local_steps > 0 or self.local_epochs > 0, "train.local_steps", self.local_steps,
@@ -173,11 +181,11 @@ class MechanismConfig:
     """The epsilon of the rescale normaliser (reference code 1e-7; 0 = exact rescaling)."""
     grad_norm_decay: float = 1.0
     """Server step schedule Gamma_t = Gamma * grad_norm_decay^(t-1) (1 = constant Gamma, the paper)."""
-    mask_scope: str = "layer"
+    mask_scope: Literal["layer", "global"] = "layer"
     """Top-k scope of rewards: layer (reference code, per parameter tensor) or global (paper eq. 5)."""
     r_min: float = 1e-3
     """Lower clamp of the importance coefficients before renormalising (reference code)."""
-    standalone_step: str = "gamma"
+    standalone_step: Literal["gamma", "sgd"] = "gamma"
     """Standalone baseline: gamma (apply Gamma * dw/|dw|, the paper's numbers) or sgd (keep the local model)."""
     qffl_q: float = 1.0
     """q of q-FFL (q-FedAvg)."""
@@ -187,7 +195,7 @@ class MechanismConfig:
     """CFFL sharpening: reputations pass through sinh(alpha * rep)."""
     eci_permutations: int = 50
     """ECI permutation samples per round when N > 8 (exact Shapley below)."""
-    behaviours: list[str] = field(default_factory=list)
+    behaviours: list[Behaviour] = field(default_factory=list)
     """Per-agent behaviour for experiments: honest, free_rider, sign_flipper, scaled, replayer, nan."""
 
     def __post_init__(self) -> None:
@@ -199,32 +207,25 @@ class MechanismConfig:
                "must be a finite number > 0")
         _check(self.eps >= 0 and math.isfinite(self.eps), "mechanism.eps", self.eps, "must be a finite number >= 0")
         _check(0 < self.grad_norm_decay <= 1, "mechanism.grad_norm_decay", self.grad_norm_decay, "must be in (0, 1]")
-        _check(self.mask_scope in ("layer", "global"), "mechanism.mask_scope", self.mask_scope, "layer or global")
         _check(0.0 <= self.r_min < 1.0, "mechanism.r_min", self.r_min, "must be in [0, 1)")
-        _check(self.standalone_step in ("gamma", "sgd"), "mechanism.standalone_step", self.standalone_step,
-               "gamma or sgd")
         _check(self.qffl_q >= 0, "mechanism.qffl_q", self.qffl_q, "must be >= 0")
         _check(self.cffl_threshold >= 0, "mechanism.cffl_threshold", self.cffl_threshold, "must be >= 0")
         _check(self.cffl_alpha > 0, "mechanism.cffl_alpha", self.cffl_alpha, "must be > 0")
         _check(self.eci_permutations >= 1, "mechanism.eci_permutations", self.eci_permutations, "must be >= 1")
-        for b in self.behaviours:
-            _check(b in BEHAVIOURS, "mechanism.behaviours", self.behaviours, f"entries must be one of {', '.join(BEHAVIOURS)}")
 
 
 @dataclass
 class CommConfig:
-    backend: str = "auto"
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
     """auto (NCCL when every rank has its own CUDA device, else gloo), gloo or nccl."""
     timeout_s: float = 120.0
     """Timeout of every collective and point-to-point operation; a silent rank is reported after this."""
-    encoding: str = "auto"
+    encoding: Literal["auto", "dense", "index", "bitmap"] = "auto"
     """Reward wire encoding: auto (smallest per message), dense, index or bitmap."""
 
     def __post_init__(self) -> None:
-        _check(self.backend in ("auto", "gloo", "nccl"), "comm.backend", self.backend, "auto, gloo or nccl")
+        _check_choices(self, "comm")
         _check(0 < self.timeout_s < 1e6, "comm.timeout_s", self.timeout_s, "must be a number of seconds in (0, 1e6)")
-        _check(self.encoding in ("auto", "dense", "index", "bitmap"), "comm.encoding", self.encoding,
-               "auto, dense, index or bitmap")
 
 
 @dataclass
@@ -279,6 +280,12 @@ class _Override:
     text: str
 
 
+_SCALARS: dict[type, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "true or false"), int: ((int,), "an integer"), float: ((int, float), "a number"),
+    str: ((str,), "a string")}
+"""A scalar field's accepted TOML types (ints where floats are) and the words of its error."""
+
+
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     """Check a TOML value against a field's type hint; ints are accepted where floats are."""
     origin = typing.get_origin(hint)
@@ -297,23 +304,14 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
             raise ConfigError(f"{name} = {value!r} is invalid: expected a list")
+        if typing.get_origin(item) is Literal:  # _check_choices judges the whole list, in one line
+            return list(value)
         return [_coerce(name, v, item) for v in value]
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} = {value!r} is invalid: expected true or false")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} = {value!r} is invalid: expected an integer")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} = {value!r} is invalid: expected a number")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} = {value!r} is invalid: expected a string")
-        return value
+    if hint in _SCALARS:
+        kinds, expected = _SCALARS[hint]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and hint is not bool):
+            raise ConfigError(f"{name} = {value!r} is invalid: expected {expected}")
+        return float(value) if hint is float else value
     raise ConfigError(f"{name}: unsupported type {hint}")  # pragma: no cover - schema bug
 
 

@@ -18,8 +18,7 @@ import pytest
 
 from fedfair.experiments.compare import COLUMNS, UNDEFINED, compare, finished, plan
 from fedfair.config import load_config
-from fedfair.mechanism import encoded_size
-from fedfair.transport import SIZE_HEADER_BYTES
+from fedfair.runtime.wire import SIZE_HEADER_BYTES, encoded_size
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS = 3

@@ -25,9 +25,8 @@ import shapley  # noqa: E402
 import wire  # noqa: E402
 from _common import interleaved, make_round  # noqa: E402
 
-from fedfair.mechanism import (HEADER_BYTES, cgsv_approx, encoded_size, exact_cgsv,  # noqa: E402
-                               normalised_error, unit_scales)
-from fedfair.transport import SIZE_HEADER_BYTES  # noqa: E402
+from fedfair.mechanism import cgsv_approx, exact_cgsv, normalised_error, unit_scales  # noqa: E402
+from fedfair.runtime.wire import HEADER_BYTES, SIZE_HEADER_BYTES, encoded_size  # noqa: E402
 
 SHAPES = [torch.Size([6, 5]), torch.Size([6]), torch.Size([40]), torch.Size([3])]  # the reference fails on 1-entry tensors
 

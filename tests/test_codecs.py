@@ -8,17 +8,16 @@ import struct
 import pytest
 import torch
 
-from fedfair.mechanism import (
+from fedfair.mechanism import dense_reward, top_k_rewards
+from fedfair.runtime.wire import (
     ENCODINGS,
     HEADER_BYTES,
     choose_encoding,
     decode,
     decode_sparse,
-    dense_reward,
     encode,
     encoded_size,
     read_header,
-    top_k_rewards,
 )
 
 

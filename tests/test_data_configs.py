@@ -121,8 +121,8 @@ def test_reference_key_and_checkpoints_include_the_new_fields():
     import dataclasses
     import json
 
-    from fedfair.checkpoint import compat_config
-    from fedfair.logs import reference_key
+    from fedfair.runtime.checkpoint import compat_config
+    from fedfair.runtime.logs import reference_key
 
     def key(*overrides):
         return reference_key(config.load_config(None, ["data.dataset=mnist", *overrides]))
@@ -162,7 +162,7 @@ def test_old_run_folder_without_the_new_keys(tmp_path):
 
 def test_prepare_threads_both_fields(tmp_path):
     """fedfair.run.prepare (what every rank runs) passes cla_pool to make_shards, image_pad to load_task."""
-    from fedfair.run import prepare
+    from fedfair.runtime.run import prepare
     from test_data_images import tiny_mnist, write_idx_set
 
     cfg = config.load_config(None, ["data.cla_pool=capped", "data.pool_size=300", "data.shard_size=2000"])
@@ -202,7 +202,7 @@ def test_reference_configs_are_the_released_codes_settings(stem):
 
 
 def test_reference_key_names_the_normaliser_only_when_changed():
-    from fedfair.logs import reference_key
+    from fedfair.runtime.logs import reference_key
 
     def key(*overrides):
         return json.loads(reference_key(config.load_config(None, list(overrides))))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fedfair.config import load_config
-from fedfair.local import run_local
+from fedfair.runtime.local import run_local
 
 ROOT = Path(__file__).resolve().parents[1]
 

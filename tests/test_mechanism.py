@@ -315,7 +315,7 @@ def test_finite_rows_matches_isfinite_all() -> None:
 
 
 def test_layer_k_rows_equals_layer_k_per_agent() -> None:
-    from fedfair.mechanism.valuation import _layer_k_rows
+    from fedfair.mechanism import layer_k_rows
 
     sizes = [0, 1, 2, 3, 10, 64, 576, 50_176, 654_000]
     g = _gen(12)
@@ -323,4 +323,4 @@ def test_layer_k_rows_equals_layer_k_per_agent() -> None:
                    torch.tensor([0.0, 1.0, 0.3, 0.1, 0.7, 1e-9, 1 - 1e-12], dtype=torch.float64),
                    torch.arange(1, 50, dtype=torch.float64) / 50])
     for qq in (q, q.float()):
-        assert _layer_k_rows(sizes, qq) == [layer_k(sizes, qi) for qi in qq.tolist()]
+        assert layer_k_rows(sizes, qq) == [layer_k(sizes, qi) for qi in qq.tolist()]

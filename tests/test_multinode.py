@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from fedfair.config import load_config
-from fedfair.local import run_local
+from fedfair.runtime.local import run_local
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS, ROUNDS = 3, 4

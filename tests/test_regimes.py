@@ -17,11 +17,11 @@ import torch
 
 from fedfair.config import load_config
 from fedfair.data import load_task, make_shards
-from fedfair.local import run_local
 from fedfair.mechanism import grad_norm_at, unit_scales, update_importance, upload_scales
 from fedfair.models import build_model
+from fedfair.runtime.local import run_local
+from fedfair.runtime.training import LocalTrainer, flatten_parameters
 from fedfair.strategies import importance_audit
-from fedfair.training import LocalTrainer, flatten_parameters
 
 from test_strategies import inp, make
 
@@ -97,7 +97,7 @@ def test_baselines_normalise_with_the_same_controls():
             s = make(method, "mechanism.grad_norm=1", f"mechanism.normalize={normalize}", "mechanism.eps=0",
                      shard_sizes=(1, 1), layer_sizes=(2,), accuracy=lambda w: 0.5)
             from fedfair.strategies.base import normalised_rows
-            rows[normalize] = normalised_rows(inp(DW), s.cfg.mechanism)
+            rows[normalize] = normalised_rows(inp(DW), s.mechanism)
         assert rows["rescale"][1].tolist() == pytest.approx([0.0, 1.0])
         assert rows["clip"][1].tolist() == pytest.approx([0.0, 0.1])
         assert rows["clip"][0].tolist() == pytest.approx([0.6, 0.8])

@@ -9,7 +9,7 @@ import pytest
 
 from fedfair.config import load_config, to_toml
 from fedfair.experiments import regimes
-from fedfair.logs import reference_key
+from fedfair.runtime.logs import reference_key
 
 
 def fake(root, name, method, acc, r, *overrides):

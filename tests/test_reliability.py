@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-from fedfair.checkpoint import MARKER, Checkpointer
 from fedfair.config import load_config
-from fedfair.local import run_local
+from fedfair.runtime.checkpoint import MARKER, Checkpointer
+from fedfair.runtime.local import run_local
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS, ROUNDS, EVERY = 3, 8, 2
@@ -164,7 +164,7 @@ def test_resume_with_other_settings_is_refused(reference, tmp_path):
 
 
 def test_fault_specs_parse():
-    from fedfair.faults import Fault, parse
+    from fedfair.runtime.faults import Fault, parse
 
     assert parse("rank=2,round=5;rank=0,round=7,attempt=1") == [Fault(2, 5), Fault(0, 7, attempt=1)]
     assert parse("rank=2,round=3,hang") == [Fault(2, 3, hang=True)]
@@ -174,7 +174,7 @@ def test_fault_specs_parse():
 
 
 def test_resumed_logs_keep_each_round_once(tmp_path):
-    from fedfair.logs import truncate_rounds
+    from fedfair.runtime.logs import truncate_rounds
 
     path = tmp_path / "server.csv"
     path.write_text("round,test_acc\n1,0.1\n2,0.2\n3,0.3\n4,0.4\n5,0.")  # round 5 torn by the crash

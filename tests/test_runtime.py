@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 
 from fedfair.config import load_config
-from fedfair.local import run_local
-from fedfair.mechanism import encoded_size
-from fedfair.transport import SIZE_HEADER_BYTES
+from fedfair.runtime.local import run_local
+from fedfair.runtime.wire import SIZE_HEADER_BYTES, encoded_size
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS = 3

@@ -19,7 +19,7 @@ from fedfair.experiments import report as rep
 from fedfair.experiments import sweep
 from fedfair.experiments.report.figures import row_style
 from fedfair.config import load_config, to_toml
-from fedfair.logs import reference_key
+from fedfair.runtime.logs import reference_key
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "default.toml")

@@ -17,7 +17,7 @@ the per-method table and writes it to ``<out-dir>/compare.md`` and ``<out-dir>/c
   sweep's check: fields that do not change results aside) is not run again (resumes an
   interrupted comparison; its wall time and timings are those of the earlier run); one finished
   with another config is a conflict, never overwritten. Without it every method runs again.
-- Launchers: ``local`` (default; ``fedfair.local.run_local``, every rank a local process) or
+- Launchers: ``local`` (default; ``fedfair.runtime.local.run_local``, every rank a local process) or
   ``torchrun`` (one torchrun job per method, its output in ``<out-dir>/sweep-logs/<method>.log``);
   ``<out-dir>/sweep.json`` records the runs, as for a sweep.
 - Accuracy columns: ``mean_acc``/``max_acc``/``rho`` use each agent's model as it holds it

@@ -29,7 +29,7 @@ def torchrun_command(run: PlannedRun, python: str = sys.executable) -> list[str]
 
 def local_command(run: PlannedRun) -> list[str]:
     """What the manifest records for a local run (there is no command line: run_local is a call)."""
-    return ["fedfair.local.run_local", *(["--config", run.config_path] if run.config_path else []), *run.overrides]
+    return ["fedfair.runtime.local.run_local", *(["--config", run.config_path] if run.config_path else []), *run.overrides]
 
 
 def launch_torchrun(run: PlannedRun, out_dir: Path, timeout_s: float) -> None:
@@ -94,8 +94,8 @@ def _last_error_line(path: Path) -> str:
 
 
 def launch_local(run: PlannedRun, out_dir: Path, timeout_s: float) -> list[Any]:
-    """Run every rank as a local process (fedfair.local.run_local); returns its per-rank results."""
-    from ..local import run_local
+    """Run every rank as a local process (fedfair.runtime.local.run_local); returns its per-rank results."""
+    from ..runtime.local import run_local
 
     return run_local(run.cfg, timeout_s=timeout_s)
 

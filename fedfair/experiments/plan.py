@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, ConfigError, load_config
-from ..logs import reference_key
+from ..runtime.logs import reference_key
 from ..methods import METHODS, REFERENCE, needs_validation, uses_beta
 
 NAMED_KEYS = ("data.dataset", "mechanism.method", "mechanism.beta", "data.partition", "data.agents", "run.seed")

@@ -10,11 +10,11 @@ The runs are every config file × every combination of the ``--grid`` values, wi
 - Names are deterministic: ``{dataset}-{method}[-b{beta}]-{partition}-a{agents}-s{seed}``, plus
   ``-{key}{value}`` for any other grid key. β only enters methods that use it (``cgsv``), so
   ``mechanism.beta=1,2`` does not multiply the other methods (they keep the config's β).
-- Order: runs are grouped by what a fairness reference must share (``fedfair.logs.reference_key``:
+- Order: runs are grouped by what a fairness reference must share (``fedfair.runtime.logs.reference_key``:
   data, training, seed, rounds, Γ); within a group ``standalone`` runs first, so the server of
   every later run finds it and writes ``rho`` into its summary.
 - Each run is one torchrun job (default; its output goes to ``<out-dir>/sweep-logs/<name>.log``)
-  or, with ``--launcher local``, ``fedfair.local.run_local`` (all ranks as local processes).
+  or, with ``--launcher local``, ``fedfair.runtime.local.run_local`` (all ranks as local processes).
 - A run whose ``summary.json`` exists is complete and skipped, so re-running the same command
   resumes an interrupted sweep. A finished run whose saved config differs from the planned one
   is a conflict: reported, never overwritten. A failed run is reported and the sweep goes on.
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..config import ConfigError
-from ..logs import atomic_write_text
+from ..runtime.logs import atomic_write_text
 # the sweep's API in one place: launchers, planning and status (tests and scripts use them from here)
 from .launch import COMMANDS, LAUNCHERS, LOG_DIR, Launcher, torchrun_command  # noqa: F401
 from .plan import (PlannedRun, SweepError, existing_status, expand, parse_grid,  # noqa: F401
@@ -190,7 +190,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a grid dimension, e.g. 'mechanism.method=standalone,fedavg,cgsv' (repeatable)")
     p.add_argument("--out-dir", required=True, help="folder for the run folders and the manifest")
     p.add_argument("--launcher", choices=sorted(LAUNCHERS), default="torchrun",
-                   help="torchrun (default): one torchrun job per run; local: fedfair.local.run_local")
+                   help="torchrun (default): one torchrun job per run; local: fedfair.runtime.local.run_local")
     p.add_argument("--dry-run", action="store_true", help="print the plan and each run's command; run nothing")
     p.add_argument("--timeout", type=float, default=7 * 24 * 3600.0, help="seconds allowed per run")
     p.add_argument("overrides", nargs="*", help="fixed section.key=value overrides for every run")

@@ -7,20 +7,8 @@ No process groups, no I/O: the runtime and the strategies call these.
 - :mod:`.masks` — each agent's sparse reward: the top-k magnitudes of the aggregate.
 - :mod:`.shapley` — exact and sampled Shapley values of the CGSV game (to audit ψ) and of
   generic games (for other methods).
-- :mod:`.codecs` — the reward's wire format (dense / index / bitmap, self-describing).
 """
 
-from .codecs import (
-    ENCODINGS,
-    HEADER_BYTES,
-    RewardHeader,
-    choose_encoding,
-    decode,
-    decode_sparse,
-    encode,
-    encoded_size,
-    read_header,
-)
 from .masks import (
     SCOPES,
     dense_reward,
@@ -40,11 +28,13 @@ from .shapley import (
 )
 from .valuation import (
     cgsv_approx,
+    cosines,
     Normalize,
     finite_rows,
     global_k,
     grad_norm_at,
     layer_k,
+    layer_k_rows,
     reward_fractions,
     unit_scales,
     update_importance,
@@ -63,6 +53,8 @@ __all__ = [
     "reward_fractions",
     "global_k",
     "layer_k",
+    "layer_k_rows",
+    "cosines",
     # masks
     "SCOPES",
     "magnitude_order",
@@ -78,14 +70,4 @@ __all__ = [
     "exact_shapley",
     "sampled_shapley",
     "normalised_error",
-    # codecs
-    "ENCODINGS",
-    "HEADER_BYTES",
-    "RewardHeader",
-    "encoded_size",
-    "choose_encoding",
-    "encode",
-    "decode",
-    "decode_sparse",
-    "read_header",
 ]

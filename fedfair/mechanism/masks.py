@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .valuation import _layer_k_rows, global_k
+from .valuation import global_k, layer_k_rows
 
 __all__ = [
     "magnitude_order",
@@ -178,7 +178,7 @@ def layer_top_k_rewards(aggregate: Tensor, layer_sizes: Sequence[int], q: Tensor
             f"layer_sizes must be non-negative and sum to the aggregate's length "
             f"{dim}, got sum {sum(sizes)}"
         )
-    ks_per_agent = _layer_k_rows(sizes, q)  # = [layer_k(sizes, q_i) for each agent]
+    ks_per_agent = layer_k_rows(sizes, q)  # = [layer_k(sizes, q_i) for each agent]
     if not ks_per_agent:
         return []
     keys = _magnitude_keys(aggregate.detach().cpu().abs())

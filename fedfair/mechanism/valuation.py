@@ -36,6 +36,8 @@ __all__ = [
     "reward_fractions",
     "global_k",
     "layer_k",
+    "layer_k_rows",
+    "cosines",
 ]
 
 # Relative slack when rounding D·q to an integer: 0.3 * 10 is 3.0000000000000004 in float64
@@ -170,6 +172,16 @@ def cgsv_approx(
     return aggregate, psi.clamp_(-1.0, 1.0)
 
 
+def cosines(rows: Tensor, v: Tensor) -> Tensor:
+    """cos(row_i, v) in float64, 0 where either is zero: a baseline's ψ of its raw uploads.
+
+    (:func:`cgsv_approx` computes the mechanism's ψ without this, from norms it already has.)
+    """
+    dots = (rows.to(torch.float64) @ v.to(torch.float64))
+    norms = torch.linalg.vector_norm(rows.to(torch.float64), dim=1) * torch.linalg.vector_norm(v.to(torch.float64))
+    return torch.where(norms > 0, dots / torch.where(norms > 0, norms, 1.0), torch.zeros_like(dots)).clamp(-1, 1)
+
+
 def update_importance(r: Tensor, psi: Tensor, alpha: float, r_min: float = 1e-3) -> Tensor:
     """Importance coefficients: r ← α r + (1−α) ψ, clamped below at r_min, normalised to sum 1.
 
@@ -237,7 +249,7 @@ def layer_k(layer_sizes: Sequence[int], q_i: float) -> list[int]:
     return [max(0, min(_rounded(n * q, ceil=True), n - 1)) for n in layer_sizes]
 
 
-def _layer_k_rows(layer_sizes: Sequence[int], q: Tensor) -> list[list[int]]:
+def layer_k_rows(layer_sizes: Sequence[int], q: Tensor) -> list[list[int]]:
     """``[layer_k(layer_sizes, q_i) for q_i in q]``, computed as one float64 array operation.
 
     The same float64 arithmetic as :func:`layer_k` element by element (n·q, round half to

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from ..config import Config
 from ..methods import METHODS, MethodInfo, needs_validation
 from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, default_val_size
 from .cgsv import CGSV
@@ -23,8 +24,10 @@ def _strategy_class(m: MethodInfo) -> type[Strategy]:
 REGISTRY: dict[str, type[Strategy]] = {m.name: _strategy_class(m) for m in METHODS}
 
 
-def build_strategy(cfg, ctx: ServerContext) -> Strategy:
-    return REGISTRY[cfg.mechanism.method](cfg, ctx)
+def build_strategy(cfg: Config, ctx: ServerContext) -> Strategy:
+    """The strategy of ``mechanism.method``, given only what a strategy may see: the mechanism's
+    settings, the job's static facts and the seed."""
+    return REGISTRY[cfg.mechanism.method](cfg.mechanism, ctx, seed=cfg.run.seed)
 
 
 def importance_audit(strategy: Strategy) -> CGSV | None:
@@ -36,7 +39,7 @@ def importance_audit(strategy: Strategy) -> CGSV | None:
     """
     if not strategy.communicates or strategy.values_by_cgsv:
         return None
-    return CGSV(strategy.cfg, strategy.ctx)
+    return CGSV(strategy.mechanism, strategy.ctx, strategy.seed)
 
 
 __all__ = ["Reward", "RoundInput", "ServerContext", "ServerStep", "Strategy", "REGISTRY", "build_strategy",

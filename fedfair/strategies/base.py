@@ -1,7 +1,9 @@
 """The one interface every reward method implements.
 
-The round loop is written once (``fedfair.server`` and ``fedfair.agent``); a strategy only
-decides, from the round's uploads, how the server model moves and what each agent receives.
+The round loop is written once (``fedfair.runtime.server`` and ``fedfair.runtime.agent``); a
+strategy only decides, from the round's uploads, how the server model moves and what each agent
+receives. It sees the mechanism's settings (``MechanismConfig``), the static facts of the job
+(``ServerContext``) and a seed, nothing of the run, the data or the network.
 A reward is always a *delta* added to the agent's own model, so sparse rewards (cgsv, dw, eu,
 cffl, eci) and model replacement (fedavg, rr, qffl: delta = new model - the agent's model) go
 through the same wire format and the same byte ledger.
@@ -10,12 +12,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import torch
 
-from ..config import Config, MechanismConfig
+from ..config import MechanismConfig
 from ..mechanism import grad_norm_at, unit_scales
 from ..methods import MethodInfo, info
 
@@ -52,15 +54,15 @@ class ServerStep:
     q: torch.Tensor | None = None       # per-agent reward fraction, logged
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServerContext:
-    """Static facts a strategy may use."""
+    """Static facts a strategy may use, all known before it is built (frozen: none changes later)."""
     agents: int
     dim: int
     layer_sizes: list[int]
     shard_sizes: list[int]
-    validation_accuracy: Callable[[torch.Tensor], float] | None = None  # flat model -> accuracy (cffl, eci)
-    generator: torch.Generator = field(default_factory=torch.Generator)
+    validation_accuracy: Callable[[torch.Tensor], float] | None = None
+    """Flat model -> accuracy on the server's held-out validation set (cffl, eci; None elsewhere)."""
 
 
 class Strategy(ABC):
@@ -79,9 +81,10 @@ class Strategy(ABC):
     """True when the logged r IS CGSV's moving-average importance (cgsv, dw, eu); for the other
     communicating methods the server computes that r alongside, from the same uploads, for ρ_r."""
 
-    def __init__(self, cfg: Config, ctx: ServerContext) -> None:
-        self.cfg = cfg
+    def __init__(self, mechanism: MechanismConfig, ctx: ServerContext, seed: int = 0) -> None:
+        self.mechanism = mechanism
         self.ctx = ctx
+        self.seed = seed  # run.seed, for methods that sample (eci)
 
     @abstractmethod
     def server_step(self, inp: RoundInput) -> ServerStep:

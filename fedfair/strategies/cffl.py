@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import torch
 
+from ..config import MechanismConfig
 from ..mechanism import reward_masks
-from .base import Reward, RoundInput, ServerStep, Strategy, normalised_rows, size_weights
+from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, normalised_rows, size_weights
 
 OLD, NEW = 0.8, 0.2
 
@@ -50,19 +51,19 @@ def update_reputation(c: torch.Tensor, scores: torch.Tensor, active: torch.Tenso
 class CFFL(Strategy):
     name = "cffl"
 
-    def __init__(self, cfg, ctx) -> None:
-        super().__init__(cfg, ctx)
+    def __init__(self, mechanism: MechanismConfig, ctx: ServerContext, seed: int = 0) -> None:
+        super().__init__(mechanism, ctx, seed)
         n = ctx.agents
         self.c = torch.full((n,), 1.0 / n, dtype=torch.float64)
         self.active = torch.ones(n, dtype=torch.bool)
 
     @property
     def threshold(self) -> float:
-        t = self.cfg.mechanism.cffl_threshold
+        t = self.mechanism.cffl_threshold
         return t if t > 0 else 1.0 / (3 * self.ctx.agents)
 
     def server_step(self, inp: RoundInput) -> ServerStep:
-        m, n = self.cfg.mechanism, self.ctx.agents
+        m, n = self.mechanism, self.ctx.agents
         accuracy = self.ctx.validation_accuracy
         if accuracy is None:
             raise RuntimeError("cffl needs the server's validation set (ServerContext.validation_accuracy)")

@@ -12,16 +12,17 @@ import math
 
 import torch
 
+from ..config import MechanismConfig
 from ..mechanism import cgsv_approx, reward_fractions, reward_masks, update_importance
-from .base import Reward, RoundInput, ServerStep, Strategy, normalisation
+from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, normalisation
 
 
 class CGSV(Strategy):
     name = "cgsv"
     values_by_cgsv = True
 
-    def __init__(self, cfg, ctx) -> None:
-        super().__init__(cfg, ctx)
+    def __init__(self, mechanism: MechanismConfig, ctx: ServerContext, seed: int = 0) -> None:
+        super().__init__(mechanism, ctx, seed)
         self.r = torch.zeros(ctx.agents, dtype=torch.float64)
         sizes = torch.tensor(ctx.shard_sizes, dtype=torch.float64)
         self.size_weights = sizes / sizes.sum()
@@ -33,11 +34,11 @@ class CGSV(Strategy):
 
     def fractions(self, psi: torch.Tensor, inp: RoundInput, aggregate: torch.Tensor) -> torch.Tensor:
         """The share q_i of the aggregate that agent i receives (DW and EU override this)."""
-        return reward_fractions(self.r, self.cfg.mechanism.beta)
+        return reward_fractions(self.r, self.mechanism.beta)
 
     def value(self, inp: RoundInput) -> tuple[torch.Tensor, torch.Tensor]:
         """Steps 1-4 of the round: the aggregate u_N and ψ, and r moved by ψ (returns u_N, ψ)."""
-        m = self.cfg.mechanism
+        m = self.mechanism
         aggregate, psi = cgsv_approx(inp.updates, self.aggregation_weights(inp).to(inp.updates.dtype),
                                      **normalisation(m, inp.round))
         psi = torch.where(inp.valid, psi.to(torch.float64), torch.zeros((), dtype=torch.float64))
@@ -45,7 +46,7 @@ class CGSV(Strategy):
         return aggregate, psi
 
     def server_step(self, inp: RoundInput) -> ServerStep:
-        m = self.cfg.mechanism
+        m = self.mechanism
         aggregate, psi = self.value(inp)
         q = self.fractions(psi, inp, aggregate)
         if math.isinf(m.beta):  # no sparsification: everyone gets the full aggregate

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import torch
 
+from ..config import MechanismConfig
 from ..mechanism import exact_shapley, reward_masks, sampled_shapley
-from .base import Reward, RoundInput, ServerStep, Strategy, normalised_rows, size_weights
+from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, normalised_rows, size_weights
 
 EXACT_UP_TO = 8
 """Exact Shapley for N ≤ this many agents, permutation sampling above."""
@@ -52,10 +53,10 @@ def eci_fractions(total: torch.Tensor) -> torch.Tensor:
 class ECI(Strategy):
     name = "eci"
 
-    def __init__(self, cfg, ctx) -> None:
-        super().__init__(cfg, ctx)
+    def __init__(self, mechanism: MechanismConfig, ctx: ServerContext, seed: int = 0) -> None:
+        super().__init__(mechanism, ctx, seed)
         self.total = torch.zeros(ctx.agents, dtype=torch.float64)
-        self.generator = torch.Generator().manual_seed(cfg.run.seed)
+        self.generator = torch.Generator().manual_seed(seed)
 
     def shapley(self, inp: RoundInput, weighted: torch.Tensor) -> torch.Tensor:
         """This round's φ (float64, N) for the rows ``weighted`` = a_i u_i."""
@@ -73,10 +74,10 @@ class ECI(Strategy):
         n = self.ctx.agents
         if n <= EXACT_UP_TO:
             return exact_shapley(value, n)
-        return sampled_shapley(value, n, self.cfg.mechanism.eci_permutations, self.generator)
+        return sampled_shapley(value, n, self.mechanism.eci_permutations, self.generator)
 
     def server_step(self, inp: RoundInput) -> ServerStep:
-        m = self.cfg.mechanism
+        m = self.mechanism
         a = size_weights(self.ctx, inp.valid)
         weighted = normalised_rows(inp, m) * a.to(inp.updates.dtype)[:, None]
         aggregate = weighted.sum(dim=0)

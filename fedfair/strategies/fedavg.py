@@ -16,14 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from ..mechanism import cosines
 from .base import RoundInput, ServerStep, Strategy, model_rewards, size_weights
-
-
-def cosines(rows: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """cos(row_i, v) in float64, 0 where either is zero."""
-    dots = (rows.to(torch.float64) @ v.to(torch.float64))
-    norms = torch.linalg.vector_norm(rows.to(torch.float64), dim=1) * torch.linalg.vector_norm(v.to(torch.float64))
-    return torch.where(norms > 0, dots / torch.where(norms > 0, norms, 1.0), torch.zeros_like(dots)).clamp(-1, 1)
 
 
 class FedAvg(Strategy):

@@ -56,7 +56,7 @@ class QFFL(Strategy):
     def server_step(self, inp: RoundInput) -> ServerStep:
         n = self.ctx.agents
         losses = inp.extras[:, 0].to(torch.float64)
-        step64, h = qffl_step(inp.updates, losses, inp.valid, self.cfg.mechanism.qffl_q, inp.lr)
+        step64, h = qffl_step(inp.updates, losses, inp.valid, self.mechanism.qffl_q, inp.lr)
         delta = step64.to(inp.updates.dtype)
         total = torch.nansum(h)
         share = h / total if total > 0 else h

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from ..mechanism import cosines
 from .base import RoundInput, ServerStep, Strategy, model_rewards
-from .fedavg import cosines
 
 
 def rr_order(round: int, n: int) -> list[int]:

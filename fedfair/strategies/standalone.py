@@ -32,7 +32,7 @@ class Standalone(Strategy):
         raise RuntimeError("standalone does not communicate: the server has no uploads to act on")
 
     def local_apply(self, w_before: torch.Tensor, delta: torch.Tensor, round: int) -> torch.Tensor:
-        m = self.cfg.mechanism
+        m = self.mechanism
         if m.standalone_step == "sgd":
             return w_before + delta
         scale = unit_scales(delta.reshape(1, -1), **normalisation(m, round))[0].to(delta.dtype)

@@ -10,11 +10,12 @@ import queue as _queue
 import tempfile
 import time
 import traceback
+from multiprocessing.queues import Queue
 from typing import Any
 
 import torch.multiprocessing as mp
 
-from .config import Config
+from ..config import Config
 
 
 def _portable(x: Any) -> Any:
@@ -30,7 +31,7 @@ def _portable(x: Any) -> Any:
     return x
 
 
-def _worker(cfg: Config, rank: int, world_size: int, store_path: str, queue) -> None:
+def _worker(cfg: Config, rank: int, world_size: int, store_path: str, queue: Queue) -> None:
     import torch.distributed as dist
 
     from .run import run_rank

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .config import Config, run_identity
+from ..config import Config, run_identity
 
 SERVER_FILE = "server.pt"
 MARKER = "COMPLETE"
@@ -170,7 +170,7 @@ class Checkpointer:
         (t, this rank's state of round t).
         """
         rounds = self.cfg.run.rounds
-        mine = self.compat = compat_config(self.cfg)
+        mine = compat_config(self.cfg)
         states: dict[int, dict[str, Any]] = {}
         differs = None
         # every rank offers its rounds, even one that does not itself want to resume: on a node

@@ -13,7 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TrainConfig
+from ..config import RunConfig, TrainConfig
+from ..data import TaskData
+
+
+def lr_at(train: TrainConfig, round: int) -> float:
+    """η_t = η·γ^(t−1): the learning rate of round t, for the agents' optimizers and q-FFL's server step."""
+    return train.lr * train.lr_decay ** (round - 1)
+
+
+def is_eval_round(run: RunConfig, round: int) -> bool:
+    """Every ``run.eval_every`` rounds and the last: when agents and server evaluate their models."""
+    return round % run.eval_every == 0 or round == run.rounds
 
 
 def flatten_parameters(model: nn.Module) -> torch.Tensor:
@@ -41,7 +52,7 @@ def layer_sizes(model: nn.Module) -> list[int]:
 class LocalTrainer:
     """An agent's local work: optimizer with persistent state, per-round exponential lr decay."""
 
-    def __init__(self, model: nn.Module, task, indices: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
+    def __init__(self, model: nn.Module, task: TaskData, indices: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
                  generator: torch.Generator) -> None:
         self.model = model
         self.task = task
@@ -57,9 +68,6 @@ class LocalTrainer:
         else:
             self.optimizer = torch.optim.Adam(params, lr=cfg.lr)
 
-    def lr_at(self, round: int) -> float:
-        return self.cfg.lr * self.cfg.lr_decay ** (round - 1)
-
     def _batches(self) -> list[torch.Tensor]:
         """Positions into the shard for this round's mini-batches."""
         n, b = len(self.indices), self.cfg.batch_size
@@ -74,7 +82,7 @@ class LocalTrainer:
     def train_round(self, round: int) -> float:
         """Run this round's local work; returns the mean mini-batch loss."""
         for g in self.optimizer.param_groups:
-            g["lr"] = self.lr_at(round)
+            g["lr"] = lr_at(self.cfg, round)
         self.model.train()
         losses = []
         for pos in self._batches():
@@ -93,7 +101,8 @@ class LocalTrainer:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task, split: str, indices=None, labels=None, batch_size: int = 1000) -> tuple[float, float]:
+def evaluate(model: nn.Module, task: TaskData, split: str, indices: np.ndarray | torch.Tensor | None = None,
+             labels: np.ndarray | torch.Tensor | None = None, batch_size: int = 1000) -> tuple[float, float]:
     """(mean NLL loss, accuracy) of ``model`` on a split, or on the given indices of it."""
     was_training = model.training
     model.eval()
@@ -115,3 +124,24 @@ def evaluate(model: nn.Module, task, split: str, indices=None, labels=None, batc
     model.train(was_training)
     n = max(len(indices), 1)
     return total_loss / n, correct / n
+
+
+class ValidationSet:
+    """The server's held-out validation slice (cffl, eci value agents by accuracy on it).
+
+    ``accuracy(w)`` evaluates a flat model through one probe network; every call is server
+    work that mechanism_s times, and ``passes`` counts them for summary.json.
+    """
+
+    def __init__(self, probe: nn.Module, task: TaskData, indices: np.ndarray) -> None:
+        self.probe = probe
+        self.flat = flatten_parameters(probe)
+        self.task = task
+        self.indices = indices
+        self.labels = task.train_y[torch.as_tensor(indices)]
+        self.passes = 0
+
+    def accuracy(self, w: torch.Tensor) -> float:
+        self.passes += 1
+        self.flat.copy_(w)
+        return evaluate(self.probe, self.task, "train", self.indices, self.labels)[1]

@@ -1,4 +1,19 @@
-"""Wire format of a sparse reward: a self-describing 1-D ``torch.uint8`` payload.
+"""The wire format, in one place: what travels between the server and agent i each round.
+
+Three messages per round (``fedfair.runtime.transport`` moves them and counts their bytes):
+
+1. **upload** (agent i → server): one fixed-size float32 row, the update Δw_i (D values)
+   followed by the strategy's extra scalars (``Strategy.extras``, e.g. q-FFL's loss F_i);
+   built by :func:`upload_row`, split by :func:`split_uploads`, sized by :func:`upload_size`.
+   Its size is fixed by the server's receive buffer, so it has no header.
+2. **reward** (server → agent i): an int64 size header (:data:`SIZE_HEADER_BYTES`), then agent
+   i's own reward v_i as a self-describing uint8 payload (:func:`encode` / :func:`decode`,
+   below). Values travel as :data:`WIRE_DTYPE` (float32), also in float64 runs.
+3. **round statistics** (agent i → server): a few float64 scalars, :class:`RoundStats` (never
+   the model); control bytes.
+
+Reward payload
+--------------
 
 The server sends agent i only its reward v_i: k_i entries of the aggregate out of D. Which
 format is smallest depends on the density k/D, so three are offered and ``"auto"`` picks:
@@ -32,16 +47,28 @@ non-zero entries, while the header still carries the sender's k for accounting.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 import sys
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
+    "WIRE_DTYPE",
+    "SIZE_HEADER_BYTES",
+    "SIZE_HEADER_DTYPE",
+    "upload_size",
+    "upload_row",
+    "split_uploads",
+    "RoundStats",
+    "STATS_SIZE",
+    "encode_reward",
+    "dense_reward_bytes",
     "ENCODINGS",
     "HEADER_BYTES",
     "RewardHeader",
@@ -52,6 +79,52 @@ __all__ = [
     "decode_sparse",
     "read_header",
 ]
+
+WIRE_DTYPE = torch.float32
+"""Uploads and reward values travel as float32, also in float64 runs (see train.dtype)."""
+
+SIZE_HEADER_DTYPE = torch.int64
+SIZE_HEADER_BYTES = SIZE_HEADER_DTYPE.itemsize  # 8
+"""Every reward payload is preceded by its length in bytes, one int64."""
+
+
+# ---------------------------------------------------------------- 1. the upload row
+
+
+def upload_size(dim: int, extras: int) -> int:
+    """Values in one upload row: the D-vector update, then the strategy's extra scalars."""
+    return dim + extras
+
+
+def upload_row(update: Tensor, extras: Sequence[float]) -> Tensor:
+    """Agent i's upload as sent: [Δw_i, extras] in :data:`WIRE_DTYPE`, on the update's device."""
+    return torch.cat([update.to(WIRE_DTYPE), torch.tensor(extras, dtype=WIRE_DTYPE, device=update.device)])
+
+
+def split_uploads(rows: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """The server's N x (D + E) upload buffer as (updates N x D, extras N x E), views of it."""
+    return rows[:, :dim], rows[:, dim:]
+
+
+# ---------------------------------------------------------------- 2. the reward payload
+
+
+def encode_reward(indices: Tensor | None, values: Tensor, dim: int, encoding: str = "auto") -> tuple[Tensor, str]:
+    """Agent i's reward (``indices`` None = dense) as its payload; returns (payload, encoding used).
+
+    ``values`` must already be :data:`WIRE_DTYPE`; "auto" picks the smallest encoding for k.
+    """
+    k = dim if indices is None else indices.numel()
+    chosen = encoding if encoding != "auto" else choose_encoding(k, dim)
+    return encode(torch.arange(dim) if indices is None else indices, values, dim, chosen), chosen
+
+
+def dense_reward_bytes(dim: int) -> int:
+    """Bytes of one dense reward message (size header included): the baseline sparsity saves against."""
+    return SIZE_HEADER_BYTES + encoded_size("dense", dim, dim)
+
+
+# the payload's codec: the layout in this module's docstring
 
 ENCODINGS = ("dense", "index", "bitmap")
 """Concrete encodings, in the order ``choose_encoding`` prefers them on equal size."""
@@ -266,3 +339,33 @@ def decode_sparse(payload: Tensor) -> tuple[Tensor, Tensor, int]:
     if indices is None:
         indices = members.nonzero().flatten()
     return indices, values.clone(), header.dim
+
+
+# ---------------------------------------------------------------- 3. the round statistics
+
+
+@dataclass
+class RoundStats:
+    """What agent i tells the server after a round: timings and metrics, never its model.
+
+    Undefined values (no evaluation this round) are NaN. Travels as float64 scalars in field order.
+    """
+    train_s: float
+    train_loss: float
+    local_acc: float        # own model right after local training (before the reward)
+    local_loss: float
+    test_acc: float         # own model at the end of the round
+    test_loss: float
+    shard_loss: float       # loss on the own shard
+    bytes_recv: float       # reward bytes received so far (agent side of the ledger)
+
+    def to_tensor(self) -> Tensor:
+        return torch.tensor(dataclasses.astuple(self), dtype=torch.float64)
+
+    @classmethod
+    def from_tensor(cls, row: Tensor) -> RoundStats:
+        return cls(*row.tolist())
+
+
+STATS_SIZE = len(dataclasses.fields(RoundStats))
+"""Length of the round statistics' float64 vector on the wire."""

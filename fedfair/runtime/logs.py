@@ -1,0 +1,205 @@
+"""Run outputs: logs/<run name>/{config.toml, agents.csv, server.csv, summary.json}.
+
+The server hands this module one row per agent and one for itself every round, and its run
+totals at the end; here they become files, the summary's fairness numbers (ρ, ρ_r) and the
+table printed at the end of a run.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ..config import Config, run_identity, to_toml
+from ..metrics import pearson100
+
+AGENT_COLUMNS = ["round", "agent", "psi", "r", "cgsv_r", "q", "density", "k", "encoding", "bytes_up", "bytes_down",
+                 "bytes_recv", "valid", "test_acc", "test_loss", "local_acc", "local_loss", "train_loss",
+                 "shard_loss", "dist_to_server", "train_s"]
+SERVER_COLUMNS = ["round", "test_acc", "test_loss", "mechanism_s", "train_s", "round_s", "bytes_up",
+                  "bytes_down", "bytes_down_dense", "rejected"]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.6g}"
+    return v
+
+
+def truncate_rounds(path: Path, through: int) -> None:
+    """Keep the header and the rows of rounds <= ``through`` (a resumed run rewrites the later ones)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1]
+    for line in lines[1:]:
+        head = line.split(",", 1)[0]
+        if head.isdigit() and int(head) <= through and line.endswith("\n"):
+            keep.append(line)
+    atomic_write_text(path, "".join(keep))
+
+
+class RunLog:
+    """CSV writers for the per-round logs; rows are flushed as they come, so a killed run leaves its history.
+
+    ``resume_after = t`` (a run resumed from the checkpoint of round t) keeps the rows of rounds
+    <= t and appends after them, so a resumed run's CSVs hold each round exactly once.
+    """
+
+    def __init__(self, cfg: Config, append: bool = False, resume_after: int | None = None) -> None:
+        self.dir = cfg.run_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.dir / "config.toml", to_toml(cfg))
+        if resume_after:
+            append = True
+            for name in ("agents", "server"):
+                truncate_rounds(self.dir / f"{name}.csv", resume_after)
+        self._files: dict[str, IO[str]] = {}
+        self._writers: dict[str, csv.DictWriter] = {}
+        for name, cols in (("agents", AGENT_COLUMNS), ("server", SERVER_COLUMNS)):
+            path = self.dir / f"{name}.csv"
+            fresh = not (append and path.exists())
+            f = open(path, "w" if fresh else "a", newline="")
+            w = csv.DictWriter(f, fieldnames=cols)
+            if fresh:
+                w.writeheader()
+            self._files[name], self._writers[name] = f, w
+
+    def agent_row(self, row: dict[str, Any]) -> None:
+        self._writers["agents"].writerow({k: _fmt(v) for k, v in row.items()})
+
+    def server_row(self, row: dict[str, Any]) -> None:
+        self._writers["server"].writerow({k: _fmt(v) for k, v in row.items()})
+        for f in self._files.values():
+            f.flush()
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+
+
+def reference_key(cfg: Config) -> str:
+    """What must match for a standalone run to serve as another run's fairness reference: the
+    data, the local training, seed, rounds, and the step standalone takes (Γ, its schedule, the
+    normaliser and its ε). Settings added later are named only when not at their old default
+    (``run_identity``), so keys recorded before they existed still match.
+    """
+    ident = run_identity(cfg)
+    key = {"data": ident["data"], "train": ident["train"], "seed": cfg.run.seed, "rounds": cfg.run.rounds,
+           "grad_norm": cfg.mechanism.grad_norm, "standalone_step": cfg.mechanism.standalone_step}
+    key.update({k: ident["mechanism"][k] for k in ("normalize", "eps", "grad_norm_decay") if k in ident["mechanism"]})
+    return json.dumps(key, sort_keys=True)
+
+
+def find_standalone_reference(cfg: Config) -> list[float] | None:
+    """Final accuracies of a finished standalone run with the same data, training, seed and rounds."""
+    root = Path(cfg.run.out_dir)
+    if not root.is_dir():
+        return None
+    key = reference_key(cfg)
+    for path in sorted(root.glob("*/summary.json")):
+        try:
+            s = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if s.get("method") == "standalone" and s.get("reference_key") == key:
+            return s.get("final_acc")
+    return None
+
+
+@dataclass
+class Totals:
+    """What summary.json adds up over the rounds (checkpointed, so a resumed run continues them)."""
+    mechanism_s: float = 0.0       # the strategy's step plus encoding, on the server
+    train_s: float = 0.0           # per round, the slowest agent's local training
+    bytes_up: int = 0
+    bytes_down: int = 0
+    bytes_down_dense: int = 0      # what bytes_down would be with every reward dense
+    bytes_ctrl: int = 0            # round statistics
+    validation_passes: int = 0     # evaluations on the server's validation set (cffl, eci)
+
+
+def _no_nan(v: Any) -> Any:
+    """JSON has no NaN: undefined values (e.g. standalone's r and q) are null."""
+    if isinstance(v, list):
+        return [_no_nan(x) for x in v]
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: float) -> dict[str, Any]:
+    """summary.json from the last evaluation round's rows and the run totals.
+
+    ρ = 100·pearson(standalone accuracies, final accuracies) needs a finished standalone run
+    with the same reference key in the same output folder; ρ_r correlates the final r (and
+    CGSV's r beside a baseline, the paper's appendix) with accuracy and with −(own shard loss).
+    """
+    agents = last_eval["agents"]
+    final_acc = [r["test_acc"] for r in agents]
+    final_r = [r["r"] for r in agents]
+    final_cgsv_r = [r["cgsv_r"] for r in agents]
+    neg_loss = [-r["shard_loss"] for r in agents]
+    standalone = find_standalone_reference(cfg) if cfg.mechanism.method != "standalone" else final_acc
+    t = totals
+    summary = {
+        "method": cfg.mechanism.method, "dataset": cfg.data.dataset, "partition": cfg.data.partition,
+        "agents": cfg.data.agents, "rounds": cfg.run.rounds, "seed": cfg.run.seed,
+        "beta": cfg.mechanism.beta if math.isfinite(cfg.mechanism.beta) else "inf",
+        "final_acc": final_acc,
+        "final_local_acc": [r["local_acc"] for r in agents],
+        "final_r": final_r, "final_cgsv_r": final_cgsv_r, "final_q": [r["q"] for r in agents],
+        "final_density": [r["density"] for r in agents],
+        "final_shard_loss": [r["shard_loss"] for r in agents],
+        "mean_acc": sum(final_acc) / len(final_acc), "max_acc": max(final_acc),
+        "server_acc": last_eval["server"]["test_acc"],
+        "rho": pearson100(standalone, final_acc) if standalone is not None else None,
+        "rho_available": standalone is not None,
+        "rho_r": pearson100(final_r, final_acc),
+        "rho_r_loss": pearson100(final_r, neg_loss),
+        "rho_r_cgsv": pearson100(final_cgsv_r, final_acc),
+        "rho_r_loss_cgsv": pearson100(final_cgsv_r, neg_loss),
+        "mechanism_s": t.mechanism_s, "train_s": t.train_s,
+        "validation_passes": int(t.validation_passes),
+        "overhead_ratio": t.mechanism_s / t.train_s if t.train_s > 0 else None,
+        "bytes_up": int(t.bytes_up), "bytes_down": int(t.bytes_down),
+        "bytes_down_dense": int(t.bytes_down_dense), "bytes_ctrl": int(t.bytes_ctrl),
+        "wall_s": wall_s,
+        "reference_key": reference_key(cfg),
+    }
+    return {k: _no_nan(v) for k, v in summary.items()}
+
+
+def agent_table(summary: dict[str, Any]) -> str:
+    """The per-agent table printed at the end of a run."""
+    lines = [f"{'agent':>5} {'test_acc':>8} {'local_acc':>9} {'r':>7} {'q':>6} {'density':>7}"]
+
+    def f(x: float | None, w: int, p: int) -> str:
+        return f"{'-':>{w}}" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:>{w}.{p}f}"
+
+    for i, acc in enumerate(summary["final_acc"]):
+        lines.append(f"{i + 1:>5} {f(acc, 8, 3)} {f(summary['final_local_acc'][i], 9, 3)} "
+                     f"{f(summary['final_r'][i], 7, 4)} {f(summary['final_q'][i], 6, 3)} "
+                     f"{f(summary['final_density'][i], 7, 3)}")
+
+    def g(x: float | None) -> str:
+        return "undefined" if x is None else f"{x:.2f}"
+
+    lines.append(f"mean acc {summary['mean_acc']:.3f}  max acc {summary['max_acc']:.3f}  "
+                 f"rho_r {g(summary['rho_r'])}  rho {g(summary['rho']) if summary['rho_available'] else 'n/a (no standalone run)'}")
+    ratio = summary["overhead_ratio"]
+    lines.append(f"overhead_ratio {'n/a' if ratio is None else f'{ratio:.4f}'}  "
+                 f"bytes_down {summary['bytes_down']:,} (dense {summary['bytes_down_dense']:,})  "
+                 f"wall {summary['wall_s']:.1f} s")
+    return "\n".join(lines)

@@ -1,0 +1,282 @@
+"""The server's round loop (the spec's "One round, server"), written once for every method.
+
+Each round: receive every agent's upload into one preallocated buffer and reject non-finite
+ones; let the strategy value them and decide the rewards, and encode each reward for the wire
+(``mechanism_s`` times exactly these two); move the server model; send each agent its own
+payload; collect the agents' round statistics; account the bytes; log. The server never
+learns an agent's model from the agent: its copy moves only by the rewards it sends.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ..config import Config
+from ..data import TaskData
+from ..mechanism import finite_rows
+from ..strategies import Reward, RoundInput, ServerStep, Strategy, importance_audit
+from .checkpoint import Checkpointer
+from .faults import maybe_fail
+from .logs import RunLog, Totals, summarize
+from .training import ValidationSet, evaluate, flatten_parameters, is_eval_round, lr_at
+from .transport import PeerFailure, RunAborted, ServerTransport
+from .wire import WIRE_DTYPE, RoundStats, dense_reward_bytes, encode_reward, split_uploads
+
+
+@dataclass
+class Decision:
+    """The server's side of one round once the strategy has decided: what goes on the wire."""
+    step: ServerStep
+    valid: torch.Tensor          # N bool: False for uploads rejected as non-finite
+    sent: list[Reward]           # each agent's reward as sent (WIRE_DTYPE values)
+    payloads: list[torch.Tensor]
+    encodings: list[str]
+    mechanism_s: float
+    cgsv_r: torch.Tensor | None  # CGSV's importance r (the method's own, or the audit's beside it)
+
+
+class Server:
+    def __init__(self, cfg: Config, task: TaskData, model: torch.nn.Module, strategy: Strategy,
+                 transport: ServerTransport, log: RunLog | None, validation: ValidationSet | None = None,
+                 checkpointer: Checkpointer | None = None) -> None:
+        self.cfg = cfg
+        self.task = task
+        self.model = model
+        self.w = flatten_parameters(model)
+        self.dim = self.w.numel()
+        self.n = cfg.data.agents
+        self.strategy = strategy
+        self.audit = importance_audit(strategy)  # CGSV's r beside a baseline, for ρ_r (not timed)
+        self.transport = transport
+        self.log = log
+        self.validation = validation
+        self.checkpointer = checkpointer
+        # The server's exact copy of each agent's model (agents only move by the rewards sent here),
+        # used for distances and by methods whose reward is "the new model minus yours".
+        self.agent_models = self.w.unsqueeze(0).repeat(self.n, 1) if strategy.communicates else None
+        self.totals = Totals()
+        self.last: dict[str, Any] = {}                 # the last round's rows
+        self.last_eval: dict[str, Any] | None = None   # ... of the last evaluation round (the summary's)
+        self.shown_acc = (math.nan, math.nan)          # mean agent and server accuracy on the progress bar
+        self.start_wall = time.perf_counter()
+
+    # ------------------------------------------------------------------ one round
+    def round(self, t: int) -> dict[str, Any]:
+        """One round, server: receive, step and encode (the decision), send, account, log."""
+        maybe_fail(0, t)
+        started = time.perf_counter()
+        self.transport.ledger.reset()
+        decision = None
+        if self.strategy.communicates:
+            inp = self.receive(t)
+            decision = self.decide(inp)
+            if decision.step.server_delta is not None:
+                self.w.add_(decision.step.server_delta)
+            self.transport.send_rewards(decision.payloads)
+            self.track_agents(decision.sent)
+        stats = [RoundStats.from_tensor(row) for row in self.transport.receive_stats()]
+        self.account(decision, stats)
+        self.write(t, self.agent_rows(t, decision, stats), self.server_row(t, decision, stats, started))
+        return self.last
+
+    def receive(self, t: int) -> RoundInput:
+        """Every agent's upload; a non-finite one is rejected (zeroed, valid = False): ψ = 0, no weight."""
+        rows = self.transport.receive_uploads()
+        valid = finite_rows(rows)  # = isfinite(rows).all(dim=1), without an N x D temporary
+        if not bool(valid.all()):
+            rejected = [i + 1 for i in range(self.n) if not valid[i]]
+            print(f"fedfair: round {t}: rejected non-finite upload(s) from agent(s) {rejected}; "
+                  "they get psi = 0 and no weight this round", file=sys.stderr)
+            rows[~valid] = 0.0
+        updates, extras = split_uploads(rows, self.dim)
+        # float64 training: the float32 wire rows are widened for normalising and aggregating
+        return RoundInput(round=t, updates=updates.to(self.w.dtype), extras=extras, valid=valid,
+                          server_model=self.w, agent_models=self.agent_models, lr=lr_at(self.cfg.train, t))
+
+    def decide(self, inp: RoundInput) -> Decision:
+        """The strategy's step and the rewards' encoding, exactly what mechanism_s times; then the audit."""
+        started = time.perf_counter()
+        step = self.step(inp)
+        sent, payloads, encodings = self.encode(step.rewards)
+        mechanism_s = time.perf_counter() - started
+        return Decision(step, inp.valid, sent, payloads, encodings, mechanism_s, self.cgsv_importance(inp, step))
+
+    def step(self, inp: RoundInput) -> ServerStep:
+        """The strategy values the uploads and decides; its validation passes are counted."""
+        before = self.validation.passes if self.validation is not None else 0
+        step = self.strategy.server_step(inp)
+        if self.validation is not None:
+            self.totals.validation_passes += self.validation.passes - before
+        return step
+
+    def encode(self, rewards: list[Reward]) -> tuple[list[Reward], list[torch.Tensor], list[str]]:
+        """Each reward in WIRE_DTYPE (a no-op in float32 runs) and as its payload: (sent, payloads, encodings)."""
+        sent = [Reward(rw.indices, rw.values.to(WIRE_DTYPE)) for rw in rewards]
+        encoded = [encode_reward(rw.indices, rw.values, self.dim, self.cfg.comm.encoding) for rw in sent]
+        return sent, [payload for payload, _ in encoded], [encoding for _, encoding in encoded]
+
+    def cgsv_importance(self, inp: RoundInput, step: ServerStep) -> torch.Tensor | None:
+        """CGSV's r for ρ_r: the method's own, or the audit's, valued on the same uploads (not timed)."""
+        if self.strategy.values_by_cgsv:
+            return step.r
+        if self.audit is None:
+            return None
+        self.audit.value(inp)
+        return self.audit.r
+
+    def track_agents(self, sent: list[Reward]) -> None:
+        """The server's copy of agent i moves by exactly what agent i received."""
+        models = self.agent_models
+        for i, rw in enumerate(sent):
+            if rw.indices is None:
+                models[i].add_(rw.values.to(models.dtype))
+            else:
+                models[i].index_add_(0, rw.indices, rw.values.to(models.dtype))
+
+    def evaluate(self, t: int) -> tuple[float, float]:
+        """(test loss, test accuracy) of the server model on evaluation rounds; NaN otherwise."""
+        if is_eval_round(self.cfg.run, t) and self.strategy.communicates:
+            return evaluate(self.model, self.task, "test")
+        return math.nan, math.nan
+
+    def dense_bytes(self) -> int:
+        """What this round's rewards would have cost, every one sent dense."""
+        return dense_reward_bytes(self.dim) * self.n if self.strategy.communicates else 0
+
+    def account(self, decision: Decision | None, stats: list[RoundStats]) -> None:
+        led, totals = self.transport.ledger, self.totals
+        totals.mechanism_s += decision.mechanism_s if decision is not None else 0.0
+        totals.train_s += max(s.train_s for s in stats)
+        totals.bytes_up += sum(led.up)
+        totals.bytes_down += sum(led.down)
+        totals.bytes_down_dense += self.dense_bytes()
+        totals.bytes_ctrl += sum(led.ctrl)
+
+    def agent_rows(self, t: int, decision: Decision | None, stats: list[RoundStats]) -> list[dict[str, Any]]:
+        """agents.csv's rows of round t (logs.AGENT_COLUMNS)."""
+        led, dim = self.transport.ledger, self.dim
+        dists = row_distances(self.agent_models, self.w) if self.agent_models is not None else [math.nan] * self.n
+        step = decision.step if decision is not None else None
+        rows = []
+        for i, s in enumerate(stats):
+            rw = step.rewards[i] if step is not None else None
+            rows.append({
+                "round": t, "agent": i + 1,
+                "psi": _at(step.psi if step else None, i), "r": _at(step.r if step else None, i),
+                "cgsv_r": _at(decision.cgsv_r if decision else None, i), "q": _at(step.q if step else None, i),
+                "density": rw.density(dim) if rw is not None else 0.0,
+                "k": (dim if rw.indices is None else rw.indices.numel()) if rw is not None else 0,
+                "encoding": decision.encodings[i] if decision else "", "bytes_up": led.up[i],
+                "bytes_down": led.down[i], "bytes_recv": int(s.bytes_recv),
+                "valid": int(bool(decision.valid[i])) if decision else 1,
+                "test_acc": s.test_acc, "test_loss": s.test_loss, "local_acc": s.local_acc,
+                "local_loss": s.local_loss, "train_loss": s.train_loss, "shard_loss": s.shard_loss,
+                "dist_to_server": dists[i], "train_s": s.train_s})
+        return rows
+
+    def server_row(self, t: int, decision: Decision | None, stats: list[RoundStats], started: float) -> dict[str, Any]:
+        """server.csv's row of round t (logs.SERVER_COLUMNS), with the server model's test metrics."""
+        test_loss, test_acc = self.evaluate(t)
+        led = self.transport.ledger
+        rejected = [] if decision is None else [i + 1 for i in range(self.n) if not bool(decision.valid[i])]
+        return {"round": t, "test_acc": test_acc, "test_loss": test_loss,
+                "mechanism_s": decision.mechanism_s if decision is not None else 0.0,
+                "train_s": max(s.train_s for s in stats), "round_s": time.perf_counter() - started,
+                "bytes_up": sum(led.up), "bytes_down": sum(led.down), "bytes_down_dense": self.dense_bytes(),
+                "rejected": " ".join(map(str, rejected))}
+
+    def write(self, t: int, agent_rows: list[dict[str, Any]], server_row: dict[str, Any]) -> None:
+        if self.log is not None:
+            for row in agent_rows:
+                self.log.agent_row(row)
+            self.log.server_row(server_row)
+        self.last = {"agents": agent_rows, "server": server_row}
+        if is_eval_round(self.cfg.run, t):
+            self.last_eval = self.last
+
+    # ------------------------------------------------------------------ the run
+    def run(self, start_round: int = 1) -> dict[str, Any]:
+        cfg = self.cfg
+        bar = tqdm(range(start_round, cfg.run.rounds + 1), disable=not cfg.run.progress, file=sys.stderr,
+                   desc=f"{cfg.mechanism.method} {cfg.data.dataset}", unit="round", dynamic_ncols=True)
+        for t in bar:
+            try:
+                out = self.round(t)
+            except PeerFailure as e:
+                bar.close()
+                raise RunAborted(self.failure_message(e, t)) from None
+            if self.checkpointer is not None and self.checkpointer.due(t):
+                self.checkpointer.save(t, self.state_dict())  # every agent has saved round t: its stats came
+            accs = [r["test_acc"] for r in out["agents"] if not math.isnan(r["test_acc"])]
+            if accs:
+                self.shown_acc = (sum(accs) / len(accs), out["server"]["test_acc"])
+            bar.set_postfix_str(f"acc agents {self.shown_acc[0]:.3f} server {self.shown_acc[1]:.3f} | "
+                                f"down {self.totals.bytes_down / 1e6:.2f} MB "
+                                f"(dense {self.totals.bytes_down_dense / 1e6:.2f})")
+        bar.close()
+        return self.finish()
+
+    def failure_message(self, e: PeerFailure, t: int) -> str:
+        if e.kind == "timeout":
+            what = (f"stopped responding in round {t}: no {e.what} within comm.timeout_s = {self.cfg.comm.timeout_s:g} s "
+                    "(hung or dead, or just slower: on a loaded machine raise comm.timeout_s)")
+        else:
+            what = f"died in round {t}: its connection closed while the server waited for its {e.what}"
+        last = self.checkpointer.describe_last() if self.checkpointer is not None else "no checkpoints"
+        return f"agent {e.rank} (rank {e.rank}) {what}; {last}"
+
+    def finish(self) -> dict[str, Any]:
+        if self.last_eval is None:
+            raise RuntimeError("the run ended without an evaluation round")  # the last round always evaluates
+        summary = summarize(self.cfg, self.last_eval, self.totals, time.perf_counter() - self.start_wall)
+        if self.log is not None:
+            self.log.write_summary(summary)
+        return summary
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {"w": self.w.clone(),
+                "agent_models": None if self.agent_models is None else self.agent_models.clone(),
+                "strategy": self.strategy.state_dict(),
+                "audit": None if self.audit is None else self.audit.state_dict(),
+                "totals": dataclasses.asdict(self.totals), "last": self.last, "last_eval": self.last_eval,
+                "bar_acc": self.shown_acc, "wall_s": time.perf_counter() - self.start_wall,
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Also reads checkpoints of earlier versions (their "ctx_generator" held nothing: ignored)."""
+        self.w.copy_(state["w"])
+        if self.agent_models is not None:
+            self.agent_models.copy_(state["agent_models"])
+        self.strategy.load_state_dict(state["strategy"])
+        if self.audit is not None and state.get("audit") is not None:
+            self.audit.load_state_dict(state["audit"])
+        self.totals = Totals(**state["totals"])
+        self.last = state["last"]
+        self.last_eval = state["last_eval"]
+        if state["bar_acc"] is not None:
+            self.shown_acc = tuple(state["bar_acc"])
+        self.start_wall = time.perf_counter() - state["wall_s"]
+        torch.set_rng_state(state["torch_rng"])
+
+
+def _at(x: torch.Tensor | None, i: int) -> float:
+    """Entry i of a per-agent vector, NaN where the method does not define it."""
+    return math.nan if x is None else float(x[i])
+
+
+def row_distances(models: torch.Tensor, w: torch.Tensor) -> list[float]:
+    """||models[i] - w||_2 per row through one reused D-sized buffer (no N x D temporary)."""
+    buf = torch.empty_like(w)
+    out = []
+    for row in models:
+        torch.sub(row, w, out=buf)
+        out.append(float(torch.linalg.vector_norm(buf)))
+    return out
