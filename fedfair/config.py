@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .methods import NAMES as METHOD_NAMES
-
 Dataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5"]
 Partition = Literal["uni", "pow", "cla"]
 Behaviour = Literal["honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan"]
