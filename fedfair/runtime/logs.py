@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..config import Config, run_identity, to_toml
+from ..methods import REFERENCE
 from ..metrics import pearson100
 
 AGENT_COLUMNS = ["round", "agent", "psi", "r", "cgsv_r", "q", "density", "k", "encoding", "bytes_up", "bytes_down",
@@ -115,7 +116,7 @@ def find_standalone_reference(cfg: Config) -> list[float] | None:
             s = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if s.get("method") == "standalone" and s.get("reference_key") == key:
+        if s.get("method") == REFERENCE and s.get("reference_key") == key:
             return s.get("final_acc")
     return None
 
@@ -151,7 +152,7 @@ def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: fl
     final_r = [r["r"] for r in agents]
     final_cgsv_r = [r["cgsv_r"] for r in agents]
     neg_loss = [-r["shard_loss"] for r in agents]
-    standalone = find_standalone_reference(cfg) if cfg.mechanism.method != "standalone" else final_acc
+    standalone = find_standalone_reference(cfg) if cfg.mechanism.method != REFERENCE else final_acc
     t = totals
     summary = {
         "method": cfg.mechanism.method, "dataset": cfg.data.dataset, "partition": cfg.data.partition,

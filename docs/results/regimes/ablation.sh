@@ -3,7 +3,7 @@
 # CGSV beta=1 and Standalone, 200 rounds, evaluated every 50; one torchrun job at a time.
 #   docs/results/regimes/ablation.sh [STAGE ...]    (default: every stage, in order of what decides most)
 # Runs go to logs/regimes/<setting>/ (a finished run is skipped, so re-running resumes).
-# Report: python -m fedfair.regimes logs/regimes --out docs/results/regimes
+# Report: python -m fedfair.experiments.regimes logs/regimes --out docs/results/regimes
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS=1
