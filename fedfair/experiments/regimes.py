@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..methods import REFERENCE
+from ..metrics import pearson100
 
 AGG_LABELS = {("rescale", "eps"): "rescale ε=1e-7", ("rescale", "exact"): "rescale ε=0",
               ("rescale", "decay"): "rescale ε=0, Γ decay", ("clip", ""): "clip at Γ", ("none", ""): "none (raw)"}
@@ -92,13 +93,6 @@ def kendall_tau(x: list[float], y: list[float]) -> float | None:
                 discordant += 1
     denom = math.sqrt((concordant + discordant + tx) * (concordant + discordant + ty))
     return None if denom == 0 else (concordant - discordant) / denom
-
-
-def pearson100(x: list[float], y: list[float]) -> float | None:
-    a, b = np.asarray(x, float), np.asarray(y, float)
-    if a.std() == 0 or b.std() == 0:
-        return None
-    return 100.0 * float(np.corrcoef(a, b)[0, 1])
 
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
