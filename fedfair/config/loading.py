@@ -1,0 +1,145 @@
+"""Reading and writing configs: TOML files, dotted ``section.key=value`` overrides, typed coercion.
+
+The schema is the dataclasses of :mod:`fedfair.config.sections`; this module only turns text
+into them (and back), so a value is checked against its field's type hint in one place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .sections import Config, ConfigError, _check_choice
+
+SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
+
+
+@dataclass(frozen=True)
+class _Override:
+    """A command-line value, typed only once the field it sets is known (so run.name=inf stays a string)."""
+    text: str
+
+
+_SCALARS: dict[type, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "true or false"), int: ((int,), "an integer"), float: ((int, float), "a number"),
+    str: ((str,), "a string")}
+"""A scalar field's accepted TOML types (ints where floats are) and the words of its error."""
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Check a TOML value against a field's type hint; ints are accepted where floats are."""
+    origin = typing.get_origin(hint)
+    if isinstance(value, _Override):
+        if hint is str:
+            value = value.text
+        elif origin is Literal:  # a choice: a quoted or bare word, anything else stays its text
+            parsed = _parse_value(value.text)
+            value = parsed if isinstance(parsed, str) else value.text
+        else:
+            value = _parse_value(value.text)
+    if origin is Literal:
+        _check_choice(name, value, hint)
+        return value
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{name} = {value!r} is invalid: expected a list")
+        if typing.get_origin(item) is Literal:  # _check_choices judges the whole list, in one line
+            return list(value)
+        return [_coerce(name, v, item) for v in value]
+    if hint in _SCALARS:
+        kinds, expected = _SCALARS[hint]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and hint is not bool):
+            raise ConfigError(f"{name} = {value!r} is invalid: expected {expected}")
+        return float(value) if hint is float else value
+    raise ConfigError(f"{name}: unsupported type {hint}")  # pragma: no cover - schema bug
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """Build a validated Config from nested dicts; unknown sections or keys are errors."""
+    sections: dict[str, Any] = {}
+    for sec, values in raw.items():
+        if sec not in SECTIONS:
+            raise ConfigError(f"unknown config section [{sec}]: expected one of {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{sec}] must be a table of keys")
+        cls = SECTIONS[sec]
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in values.items():
+            if key not in hints:
+                raise ConfigError(f"unknown config key {sec}.{key}: [{sec}] has {', '.join(hints)}")
+            kwargs[key] = _coerce(f"{sec}.{key}", value, hints[key])
+        sections[sec] = cls(**kwargs)
+    return Config(**sections)
+
+
+def _parse_value(text: str) -> Any:
+    """A command-line value is read as a TOML value (numbers, true/false, inf, lists), else as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to a nested dict (a copy)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is invalid: expected section.key=value")
+        key, text = item.split("=", 1)
+        if key.count(".") != 1:
+            raise ConfigError(f"override key {key!r} is invalid: expected section.key (e.g. mechanism.beta)")
+        sec, name = key.split(".")
+        out.setdefault(sec, {})
+        if not isinstance(out[sec], dict):
+            raise ConfigError(f"override {key!r}: [{sec}] is not a table")
+        out[sec][name] = _Override(text)
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a TOML file (or the defaults when path is None), apply overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} not found")
+        try:
+            raw = tomllib.loads(p.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    return from_dict(apply_overrides(raw, overrides or []))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if math.isnan(v):
+            return "nan"
+        return repr(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def to_toml(cfg: Config) -> str:
+    """The resolved config as TOML (round-trips through load_config)."""
+    lines = []
+    for sec, values in cfg.to_dict().items():
+        lines.append(f"[{sec}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    return "\n".join(lines)
