@@ -26,6 +26,7 @@ from ..strategies import ServerContext, Strategy, build_strategy, default_val_si
 from .agent import Agent
 from .checkpoint import CheckpointError, Checkpointer, resume_requested
 from .logs import RunLog, agent_table
+from .placement import hosted_agents
 from .server import Server
 from .training import ValidationSet, layer_sizes
 from .transport import AgentTransport, RunAborted, ServerTransport
@@ -181,8 +182,9 @@ def serve(cfg: Config, setup: Setup, model: torch.nn.Module, strategy: Strategy,
 def work(cfg: Config, rank: int, setup: Setup, model: torch.nn.Module, strategy: Strategy, ckpt: Checkpointer,
          start: int, state: dict[str, Any] | None, device: torch.device) -> dict[str, Any]:
     """Rank i > 0: agent i's rounds after round ``start``."""
-    torch.manual_seed(cfg.run.seed * 7919 + rank)  # dropout and other global-RNG use, distinct per agent
-    agent = Agent(cfg, rank, setup.task, setup.shards[rank - 1], model.to(device), strategy,
+    (index,) = hosted_agents(cfg.data.agents, rank, dist.get_world_size())
+    torch.manual_seed(cfg.run.seed * 7919 + index)  # dropout and other global-RNG use, distinct per agent
+    agent = Agent(cfg, index, setup.task, setup.shards[index - 1], model.to(device), strategy,
                   AgentTransport(cfg.comm.timeout_s, device), checkpointer=ckpt)
     if state is not None:
         agent.load_state_dict(state)
