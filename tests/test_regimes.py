@@ -232,3 +232,33 @@ def test_r_min_zero_runs_end_to_end(tmp_path):
         r = [float(row["r"]) for row in rows if row["round"] == str(t)]
         assert len(r) == 3 and min(r) >= 0 and sum(r) == pytest.approx(1.0, abs=1e-5)
     assert json.loads((tmp_path / "r0" / "summary.json").read_text())["rounds"] == 5
+
+
+# ---------------------------------------------------------------- the upload norm column
+
+
+def test_upload_norm_is_the_norm_of_the_update_the_agent_trained(tmp_path):
+    """agents.csv's upload_norm is ‖Δw_i‖ of round 1, recomputed here by training agent i's first
+    round in-process (same initial model, shard and generators as the runtime gives it)."""
+    from fedfair.runtime.run import build_model as initial_model
+    from fedfair.runtime.run import prepare
+
+    cfg = load_config(ROOT / "configs" / "default.toml", [
+        "run.name=norms", f"run.out_dir={tmp_path}", "run.rounds=1", "run.eval_every=1", "run.progress=false",
+        "data.agents=3"])
+    run_local(cfg)
+    with open(tmp_path / "norms" / "agents.csv") as f:
+        logged = [float(row["upload_norm"]) for row in csv.DictReader(f)]
+    setup = prepare(cfg)
+    want = []
+    for i in (1, 2, 3):
+        model = initial_model(cfg, setup)
+        torch.manual_seed(cfg.run.seed * 7919 + i)
+        w = flatten_parameters(model)
+        trainer = LocalTrainer(model, setup.task, setup.shards[i - 1].indices, setup.shards[i - 1].labels,
+                               cfg.train, torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + i))
+        before = w.clone()
+        trainer.train_round(1)
+        want.append(float((w - before).norm()))
+    assert logged == pytest.approx(want, rel=1e-5)
+    assert len(set(want)) == 3 and min(want) > 0

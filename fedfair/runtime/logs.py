@@ -18,7 +18,7 @@ from ..config import Config, run_identity, to_toml
 from ..methods import REFERENCE
 from ..metrics import pearson100
 
-AGENT_COLUMNS = ["round", "agent", "psi", "r", "cgsv_r", "q", "density", "k", "encoding", "bytes_up", "bytes_down",
+AGENT_COLUMNS = ["round", "agent", "psi", "r", "cgsv_r", "q", "upload_norm", "density", "k", "encoding", "bytes_up", "bytes_down",
                  "bytes_recv", "valid", "test_acc", "test_loss", "local_acc", "local_loss", "train_loss",
                  "shard_loss", "dist_to_server", "train_s"]
 SERVER_COLUMNS = ["round", "test_acc", "test_loss", "mechanism_s", "train_s", "round_s", "bytes_up",

@@ -40,6 +40,7 @@ class Decision:
     encodings: list[str]
     mechanism_s: float
     cgsv_r: torch.Tensor | None  # CGSV's importance r (the method's own, or the audit's beside it)
+    upload_norm: torch.Tensor    # N: ‖Δw_i‖ as received (before any normalisation; 0 if rejected)
 
 
 class Server:
@@ -106,7 +107,8 @@ class Server:
         step = self.step(inp)
         sent, payloads, encodings = self.encode(step.rewards)
         mechanism_s = time.perf_counter() - started
-        return Decision(step, inp.valid, sent, payloads, encodings, mechanism_s, self.cgsv_importance(inp, step))
+        return Decision(step, inp.valid, sent, payloads, encodings, mechanism_s, self.cgsv_importance(inp, step),
+                        inp.updates.norm(dim=1))
 
     def step(self, inp: RoundInput) -> ServerStep:
         """The strategy values the uploads and decides; its validation passes are counted."""
@@ -171,6 +173,7 @@ class Server:
                 "round": t, "agent": i + 1,
                 "psi": _at(step.psi if step else None, i), "r": _at(step.r if step else None, i),
                 "cgsv_r": _at(decision.cgsv_r if decision else None, i), "q": _at(step.q if step else None, i),
+                "upload_norm": _at(decision.upload_norm if decision else None, i),
                 "density": rw.density(dim) if rw is not None else 0.0,
                 "k": (dim if rw.indices is None else rw.indices.numel()) if rw is not None else 0,
                 "encoding": decision.encodings[i] if decision else "", "bytes_up": led.up[i],
