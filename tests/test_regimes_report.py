@@ -59,3 +59,20 @@ def test_contribution_order_with_label_noise():
     # (4, 5) is tied on both sides: tau_b = (6 - 3) / sqrt(9 * 9)
     assert regimes.kendall_tau([0.1, 0.2, 0.3, 0.4, 0.4], [0.8, 0.6, 0.4, 1.0, 1.0]) == pytest.approx(1 / 3)
     assert regimes.kendall_tau([1.0, 1.0], [0.0, 1.0]) is None
+
+
+def test_norm_figure_only_for_runs_that_logged_upload_norms(tmp_path):
+    fake(tmp_path, "old", "cgsv", [0.8, 0.8, 0.9], [0.1, 0.2, 0.7])
+    fake(tmp_path, "new", "cgsv", [0.8, 0.85, 0.88], [0.2, 0.5, 0.3], "mechanism.normalize=clip")
+    with open(tmp_path / "m3cla" / "new" / "agents.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["round", "agent", "psi", "r", "upload_norm"])
+        for t in (1, 2):
+            for i in range(3):
+                w.writerow([t, i + 1, 0.1 * i, 0.3, 10.0 ** -(t + i)])
+    runs = regimes.load_runs([tmp_path]).set_index("run", drop=False)
+    assert not regimes.norm_figure(runs.loc["old"], tmp_path / "old.png") and not (tmp_path / "old.png").exists()
+    pytest.importorskip("matplotlib")
+    assert regimes.norm_figure(runs.loc["new"], tmp_path / "new.png") and (tmp_path / "new.png").stat().st_size > 0
+    assert regimes.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert [p.name for p in (tmp_path / "out").glob("fig_norms_*")] == ["fig_norms_m3cla_lr0.15_clipatG_s0.png"]

@@ -9,7 +9,9 @@ pairs every CGSV run with the Standalone run of the same data, training, seed an
   every agent, the server's, the final r and its order, ρ, ρ_r, Kendall's τ between r and the
   agents' contribution order, and individual rationality: the best (most-contributing) agent's
   accuracy minus its standalone accuracy, and the worst such gap over all agents;
-- ``fig_r_<setting>.png``: r over rounds per agent, one panel per run.
+- ``fig_r_<setting>.png``: r over rounds per agent, one panel per run;
+- ``fig_norms_<setting>_<regime>_<aggregation>_s<seed>.png``, for CGSV runs whose agents.csv has
+  ``upload_norm``: ‖Δw_i‖, ψ_i and r_i over rounds.
 
 Contribution order (what "r ordered by contribution" means): on CLA agent i owns c_i classes and
 c grows with i, so the order is the agent index; with label noise it is the clean share, 1 − p_i.
@@ -178,6 +180,38 @@ def r_figure(runs: pd.DataFrame, setting: str, path: Path) -> bool:
     return True
 
 
+def norm_figure(run: pd.Series, path: Path) -> bool:
+    """For a CGSV run that logged upload norms: ‖Δw_i‖ (log scale), ψ_i and r_i over rounds, one line
+    per agent, so a diagnosis of what moves r ("whose updates are large") can be checked."""
+    agents_csv = Path(run["dir"]) / "agents.csv"
+    with agents_csv.open() as f:
+        if "upload_norm" not in f.readline().strip().split(","):
+            return False
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    agents = pd.read_csv(agents_csv, usecols=["round", "agent", "upload_norm", "psi", "r"])
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for agent, g in agents.groupby("agent"):
+        psi = g["psi"].rolling(10, min_periods=1).mean()  # ψ is noisy round to round
+        for ax, y in zip(axes, (g["upload_norm"], psi, g["r"])):
+            ax.plot(g["round"], y, lw=1, label=f"agent {agent}")
+    axes[0].set_yscale("log")
+    for ax, title in zip(axes, ("‖Δw_i‖ as uploaded", "ψ_i (10-round mean)", "r_i")):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("round", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=6)
+    fig.suptitle(f"{run['setting']}: lr {run['lr']:g}, {aggregation(run)} (CGSV β=1, seed {run['seed']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fedfair.experiments.regimes", description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", type=Path, help="folders holding run folders (searched recursively)")
@@ -201,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         + markdown(t))
     for setting in sorted(runs["setting"].unique()):
         r_figure(runs, setting, args.out / f"fig_r_{setting}.png")
+    for _, run in runs[runs["method"] == "cgsv"].iterrows():
+        agg = aggregation(run).replace(" ", "").replace("ε=", "eps").replace(",", "-").replace("Γ", "G")
+        norm_figure(run, args.out / f"fig_norms_{run['setting']}_lr{run['lr']:g}_{agg}_s{run['seed']}.png")
     print(f"wrote {args.out / 'regimes.md'} ({len(t)} CGSV runs)")
     return 0
 
