@@ -46,7 +46,7 @@ OVERRIDES = [
     ("string agents", ['data.agents="five"'], "data.agents = 'five' is invalid: expected an integer"),
     ("unknown partition", ["data.partition=dirichlet"], "data.partition = 'dirichlet' is invalid: one of uni, pow, cla"),
     ("unknown dataset", ["data.dataset=imagenet"],
-     "data.dataset = 'imagenet' is invalid: one of digits, mnist, fashion_mnist, cifar10, mr, sst5"),
+     "data.dataset = 'imagenet' is invalid: one of digits, mnist, fashion_mnist, cifar10, mr, sst5, files"),
     ("pool larger than data", ["data.partition=uni", "data.pool_size=5000"],
      "data.pool_size=5000 must be in [1, 1437]: digits has 1437 training samples, 0 held out for validation"),
     ("validation larger than data", ["data.val_size=5000"],
@@ -125,7 +125,8 @@ FILES = [
     ("wrong type in file", "[run]\nrounds = \"ten\"\n", "run.rounds = 'ten' is invalid: expected an integer"),
     ("unknown key in file", "[data]\nagent = 5\n",
      "unknown config key data.agent: [data] has dataset, data_dir, partition, agents, pool_size, shard_size, "
-     "label_noise, val_size, test_fraction, cla_pool, image_pad"),
+     "label_noise, val_size, test_fraction, cla_pool, image_pad, agent_files, test_file, val_file, label_column, "
+     "num_classes"),
     ("choice not a string in file", "[data]\ncla_pool = 3\n", "data.cla_pool = 3 is invalid: one of full, capped"),
     ("choice with wrong case in file", "[data]\nimage_pad = \"Data\"\n",
      "data.image_pad = 'Data' is invalid: one of model, data"),

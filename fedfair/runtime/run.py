@@ -69,7 +69,7 @@ def resolve_val_size(cfg: Config, num_train: int) -> None:
 def build_model(cfg: Config, setup: Setup) -> torch.nn.Module:
     """The common initial model w_0: identical on every rank because the seed is."""
     torch.manual_seed(cfg.run.seed)
-    model = build_network(setup.model_name, setup.task)
+    model = build_network(setup.model_name, setup.task, cfg.train.model_args)
     # float64: the same initial values (drawn in float32, then widened), trained in float64
     return model.to(torch.float64) if cfg.train.dtype == "float64" else model
 
