@@ -79,10 +79,13 @@ def import_model_class(spec: str) -> type[nn.Module]:
 def build_own_model(spec: str, args: dict[str, Any]) -> nn.Module:
     """Import the class and call it with exactly ``args`` as keyword arguments."""
     cls = import_model_class(spec)
+    signature = inspect.signature(cls)
     try:
-        inspect.signature(cls).bind(**args)
+        signature.bind(**args)
     except TypeError as e:
-        raise ValueError(f"train.model_args = {args!r} do not fit {spec}{inspect.signature(cls)}: {e}") from None
+        shown = ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}"
+                          for p in signature.parameters.values())
+        raise ValueError(f"train.model_args = {args!r} do not fit {spec}({shown}): {e}") from None
     try:
         return cls(**args)
     except Exception as e:
