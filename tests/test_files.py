@@ -88,3 +88,30 @@ def test_csv_and_npz_read_the_same(tmp_path):
     with pytest.raises(FileProblem, match="line 2 holds 'abc', not a number"):
         (tmp_path / "b.csv").write_text("f0,label\nabc,1\n")
         read_file(str(tmp_path / "b.csv"), "t")
+
+
+def test_the_exchange_checks_every_row(tmp_path):
+    """The start-up exchange on a real (one-rank) gloo group: an agent no rank read stops the job; a
+    party whose copy of the test file differs from the server's is named."""
+    import torch
+    import torch.distributed as dist
+
+    from fedfair.data.files import TEST_SHA, check_summary
+    from fedfair.runtime import datafiles
+
+    sites = breast_cancer_sites(tmp_path / "sites")
+    cfg = files_config(tmp_path, sites, "x")
+    party = load_party_data(sites["template"], sites["test"], AGENTS, [1, 2, 3], rank=0)  # agent 4 missing
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        with pytest.raises(FileProblem, match=r"^data.agent_files: agent 4's file '.*site_4.npz' was read by 0 "
+                                              r"ranks, expected exactly one$"):
+            datafiles.exchange(cfg, party, 0, torch.device("cpu"))
+        party = load_party_data(sites["template"], sites["test"], AGENTS, [1, 2, 3, 4], rank=0)
+        assert datafiles.exchange(cfg, party, 0, torch.device("cpu")) == [60, 80, 100, 229]
+    finally:
+        dist.destroy_process_group()
+    row = party.summaries[2].copy()
+    row[TEST_SHA] ^= 1
+    with pytest.raises(FileProblem, match="agent 2: its copy of the test file .* differs from the server's"):
+        check_summary(row, party.test_summary, "agent 2", sites["test"], 2, local=False)

@@ -24,7 +24,7 @@ from ..data.files import FileProblem, PartyData
 from ..models import build_model as build_network
 from ..models import default_model_for
 from ..strategies import ServerContext, Strategy, build_strategy, default_val_size, needs_validation
-from . import datafiles
+from . import datafiles, live
 from .agent import Agent
 from .checkpoint import CheckpointError, Checkpointer, resume_requested
 from .logs import RunLog, agent_table
@@ -232,7 +232,9 @@ def fail(message: str, rank: int = 0, code: int = 2) -> None:
 
 
 def check_runnable(cfg: Config) -> None:
-    """What the config cannot know alone: the devices a backend needs."""
+    """What the config cannot know alone: the devices a backend needs, the packages an option needs."""
+    if cfg.run.tensorboard:
+        live.require()
     if cfg.comm.backend == "nccl":
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
