@@ -266,6 +266,9 @@ PARTY = [
     ("files template without {agent}", 0, ["data.dataset=files", "data.agent_files=site.npz", "data.test_file=t.npz"],
      "data.agent_files = 'site.npz' is invalid: dataset = 'files' needs a path template with {{agent}}, e.g. "
      "'sites/site_{{agent}}.npz'"),
+    ("label noise on party files", 0, [*_party(), "data.label_noise=[0.1]"],
+     "data.label_noise = [0.1] is invalid: does not apply to dataset = 'files' (the data is what the parties hold; "
+     "python -m fedfair.prepare splits a data set into such files)"),
     ("party files on a built-in data set", 0, ["data.test_file=t.npz"],
      "data.test_file = 't.npz' is invalid: only read when data.dataset = 'files' (data.dataset is 'digits')"),
 ]

@@ -141,6 +141,10 @@ class DataConfig:
         _check(not files or bool(self.test_file), "data.test_file", self.test_file,
                "dataset = 'files' needs the common test set, e.g. 'sites/test.npz'")
         _check(self.num_classes >= 0, "data.num_classes", self.num_classes, "must be >= 0")
+        for key in ("label_noise", "val_size", "pool_size", "shard_size"):
+            _check(not (files and getattr(self, key)), f"data.{key}", getattr(self, key),
+                   "does not apply to dataset = 'files' (the data is what the parties hold; "
+                   "python -m fedfair.prepare splits a data set into such files)")
         _check(self.image_pad == "model" or self.dataset in PAD_DATASETS, "data.image_pad", self.image_pad,
                f"'data' pads 28x28 images to 32x32, so only for {' or '.join(PAD_DATASETS)} "
                f"(data.dataset is {self.dataset!r})")

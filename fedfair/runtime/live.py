@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 AGENT_METRICS = ("r", "q", "density", "bytes_up", "bytes_down", "test_acc")
 SERVER_METRICS = ("test_acc", "test_loss", "bytes_up", "bytes_down")
@@ -42,7 +42,7 @@ class TensorBoardLog:
         self._scalars(row, SERVER_METRICS, lambda m: f"server/{m}")
         self.writer.flush()
 
-    def _scalars(self, row: dict[str, Any], metrics: tuple[str, ...], tag: Any) -> None:
+    def _scalars(self, row: dict[str, Any], metrics: tuple[str, ...], tag: Callable[[str], str]) -> None:
         for m in metrics:
             v = row.get(m)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
