@@ -61,6 +61,7 @@ def test_files_run_learns_and_is_deterministic(runs):
     rows = {k: [r for r in csv.DictReader(open(tmp / k / "agents.csv"))] for k in ("a", "b")}
     keep = ("round", "agent", "psi", "r", "q", "density", "bytes_up", "bytes_down", "test_acc")
     assert [[r[k] for k in keep] for r in rows["a"]] == [[r[k] for k in keep] for r in rows["b"]]
+    assert load_config(tmp / "a" / "config.toml").train.model_args == {"hidden": [16]}  # round-trips
     summary = json.loads((tmp / "a" / "summary.json").read_text())
     assert summary["dataset"] == "files" and len(summary["final_acc"]) == AGENTS
     assert min(summary["final_acc"]) > 0.8  # breast cancer is easy: the federated mlp is well above chance (0.63)
