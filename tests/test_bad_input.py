@@ -269,6 +269,9 @@ PARTY = [
     ("label noise on party files", 0, [*_party(), "data.label_noise=[0.1]"],
      "data.label_noise = [0.1] is invalid: does not apply to dataset = 'files' (the data is what the parties hold; "
      "python -m fedfair.prepare splits a data set into such files)"),
+    ("validation method without val_file", 0, [*_party(), "mechanism.method=cffl"],
+     "data.val_file = '' is invalid: mechanism.method = 'cffl' values uploads on the server's validation set: give "
+     "data.val_file (python -m fedfair.prepare --val-size N writes one)"),
     ("party files on a built-in data set", 0, ["data.test_file=t.npz"],
      "data.test_file = 't.npz' is invalid: only read when data.dataset = 'files' (data.dataset is 'digits')"),
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..methods import NAMES as METHOD_NAMES
+from ..methods import needs_validation
 Dataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5", "files"]
 Partition = Literal["uni", "pow", "cla"]
 Behaviour = Literal["honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan"]
@@ -273,6 +274,9 @@ class Config:
         n = self.data.agents
         _check(len(self.mechanism.behaviours) <= n, "mechanism.behaviours", self.mechanism.behaviours,
                f"at most one behaviour per agent ({n})")
+        _check(self.data.dataset != "files" or bool(self.data.val_file) or not needs_validation(self.mechanism.method),
+               "data.val_file", self.data.val_file, f"mechanism.method = {self.mechanism.method!r} values uploads on "
+               "the server's validation set: give data.val_file (python -m fedfair.prepare --val-size N writes one)")
 
     @property
     def run_dir(self) -> Path:
