@@ -6,13 +6,16 @@ code); the digits CNN is fedfair's own small model for the zero-download default
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fedfair.data.base import TaskData
+from fedfair.own_models import build_mlp, build_own_model, check_output
 
-MODELS = ("digits_cnn", "mnist_cnn", "cifar_cnn", "text_cnn")
+MODELS = ("digits_cnn", "mnist_cnn", "cifar_cnn", "text_cnn", "mlp")
 
 _DEFAULTS = {
     "digits": "digits_cnn",
@@ -21,6 +24,7 @@ _DEFAULTS = {
     "cifar10": "cifar_cnn",
     "mr": "text_cnn",
     "sst5": "text_cnn",
+    "files": "mlp",  # the parties' own files: numeric features (give train.model for anything else)
 }
 
 
@@ -125,19 +129,37 @@ def default_model_for(dataset: str) -> str:
     """The model the paper (or, for digits, fedfair) pairs with a data set."""
     from fedfair.data.tasks import canonical_name
 
-    return _DEFAULTS[canonical_name(dataset)]
+    return _DEFAULTS["files" if dataset == "files" else canonical_name(dataset)]
 
 
-def build_model(name: str, task: TaskData) -> nn.Module:
-    """Build a model for ``task``. Parameters come from torch's global RNG, so call
-    torch.manual_seed(seed) first on every rank to get the same w_0 everywhere."""
+def build_model(name: str, task: TaskData, args: dict[str, Any] | None = None) -> nn.Module:
+    """Build a model for ``task`` (built-in by name, or your own class from "package.module:ClassName" with
+    ``args`` as its keyword arguments) and check its output size with one forward pass. Parameters
+    come from torch's global RNG, so call torch.manual_seed(seed) first on every rank to get the same
+    w_0 everywhere."""
+    args = dict(args or {})
+    if ":" in name:
+        model = build_own_model(name.strip(), args)
+    elif name.strip().lower() == "mlp":
+        model = build_mlp(task, args)
+    elif args:
+        raise ValueError(f"train.model_args = {args!r} is invalid: only mlp and your own models "
+                         f"('package.module:ClassName') take arguments, not {name}")
+    else:
+        model = _build_builtin(name, task)
+    check_output(model, task, name)
+    return model
+
+
+def _build_builtin(name: str, task: TaskData) -> nn.Module:
     key = name.strip().lower()
     if key == "text_cnn":
         if task.kind != "text" or not task.vocab_size:
             raise ValueError(f"text_cnn needs a text task with a vocabulary; {task.name} is {task.kind}")
         return TextCNN(task.vocab_size, task.num_classes)
     if key not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}, or your own "
+                         "as 'package.module:ClassName'")
     if task.kind != "image":
         raise ValueError(f"{key} needs an image task; {task.name} is {task.kind}")
     c, h, w = (int(s) for s in task.train_x.shape[1:])

@@ -46,7 +46,7 @@ OVERRIDES = [
     ("string agents", ['data.agents="five"'], "data.agents = 'five' is invalid: expected an integer"),
     ("unknown partition", ["data.partition=dirichlet"], "data.partition = 'dirichlet' is invalid: one of uni, pow, cla"),
     ("unknown dataset", ["data.dataset=imagenet"],
-     "data.dataset = 'imagenet' is invalid: one of digits, mnist, fashion_mnist, cifar10, mr, sst5"),
+     "data.dataset = 'imagenet' is invalid: one of digits, mnist, fashion_mnist, cifar10, mr, sst5, files"),
     ("pool larger than data", ["data.partition=uni", "data.pool_size=5000"],
      "data.pool_size=5000 must be in [1, 1437]: digits has 1437 training samples, 0 held out for validation"),
     ("validation larger than data", ["data.val_size=5000"],
@@ -125,7 +125,8 @@ FILES = [
     ("wrong type in file", "[run]\nrounds = \"ten\"\n", "run.rounds = 'ten' is invalid: expected an integer"),
     ("unknown key in file", "[data]\nagent = 5\n",
      "unknown config key data.agent: [data] has dataset, data_dir, partition, agents, pool_size, shard_size, "
-     "label_noise, val_size, test_fraction, cla_pool, image_pad"),
+     "label_noise, val_size, test_fraction, cla_pool, image_pad, agent_files, test_file, val_file, label_column, "
+     "num_classes"),
     ("choice not a string in file", "[data]\ncla_pool = 3\n", "data.cla_pool = 3 is invalid: one of full, capped"),
     ("choice with wrong case in file", "[data]\nimage_pad = \"Data\"\n",
      "data.image_pad = 'Data' is invalid: one of model, data"),
@@ -213,3 +214,113 @@ def test_the_real_command_prints_one_line_and_exits_2(files):
     p = subprocess.run([sys.executable, "-m", "fedfair.run", "--config", DEFAULT, "mechanism.beta=0"],
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert p.returncode == 2 and p.stderr == ""
+
+
+# data.dataset = files (issue 16): (id, rank that reads the bad file, overrides, expected); 4 agents, world 5.
+# {good} holds fine party files (tests/party_files.py), {d} the bad variants; a party's file is checked by the
+# rank that hosts it, before any process group exists, and that rank reports it (rank 0 never opens it).
+def _party(template: str = "{good}/site_{{agent}}.npz", test: str = "{good}/test.npz") -> list[str]:
+    return ["data.dataset=files", "data.agents=4", f"data.agent_files={template}", f"data.test_file={test}",
+            "train.model=mlp"]
+
+
+PARTY = [
+    ("party file missing", 2, _party("{d}/missing/site_{{agent}}.npz"),
+     "data.agent_files: agent 2: data file '{d}/missing/site_2.npz' not found"),
+    ("party labels wrong shape", 1, _party("{d}/shape/site_{{agent}}.npz"),
+     "data.agent_files: agent 1: '{d}/shape/site_1.npz' holds y of shape [60, 1] for 60 samples: expected [60]"),
+    ("party label out of range", 3, _party("{d}/range/site_{{agent}}.npz"),
+     "data.agent_files: agent 3: '{d}/range/site_3.npz' holds label 2, out of range 0..1 (2 classes: "
+     "data.num_classes, or the test file's largest label + 1)"),
+    ("party feature count differs", 2, _party("{d}/features/site_{{agent}}.npz"),
+     "data.agent_files: agent 2: '{d}/features/site_2.npz' has samples of shape [29], the test file "
+     "'{good}/test.npz' has [30]: every party needs the same features"),
+    ("party CSV without label column", 1, _party("{d}/csv/site_{{agent}}.csv"),
+     "data.agent_files: agent 1: '{d}/csv/site_1.csv' has no label column 'label' (data.label_column); "
+     "its columns: f0, f1, target"),
+    ("party file corrupt", 4, _party("{d}/corrupt/site_{{agent}}.npz"),
+     "data.agent_files: agent 4: cannot read '{d}/corrupt/site_4.npz' as .npz with arrays x and y: "),
+    ("party npz without y", 3, _party("{d}/noy/site_{{agent}}.npz"),
+     "data.agent_files: agent 3: '{d}/noy/site_3.npz' has no array y (it has x): expected arrays x and y"),
+    ("party dtype differs", 1, _party("{d}/dtype/site_{{agent}}.npz"),
+     "data.agent_files: agent 1: '{d}/dtype/site_1.npz' holds x of dtype float64, the test file '{good}/test.npz' "
+     "float32"),
+    ("party num_classes below labels", 0, [*_party(), "data.num_classes=1"],
+     "data.test_file: '{good}/test.npz' holds label 1, out of range 0..0 (data.num_classes)"),
+    ("test file missing", 0, _party(test="{d}/nope.npz"), "data.test_file: data file '{d}/nope.npz' not found"),
+    ("test file missing on a party", 2, _party(test="{d}/nope.npz"),
+     "data.test_file: data file '{d}/nope.npz' not found"),
+    ("bad import path", 0, [*_party(), "train.model=no_such_pkg.mod:Net"],
+     "train.model = 'no_such_pkg.mod:Net': module 'no_such_pkg.mod' not found (No module named 'no_such_pkg'); "
+     "is it installed or on PYTHONPATH?"),
+    ("class not in module", 0, [*_party(), "train.model=own_model:Missing"],
+     "train.model = 'own_model:Missing': module 'own_model' has no 'Missing'"),
+    ("model output size wrong", 0, [*_party(), "train.model=own_model:TinyNet",
+                                    "train.model_args={{features=30, classes=3}}"],
+     "train.model = 'own_model:TinyNet': output size 3 != number of classes 2 of files"),
+    ("model kwargs wrong", 0, [*_party(), "train.model=own_model:TinyNet", "train.model_args={{width=30}}"],
+     "train.model_args = {{'width': 30}} do not fit own_model:TinyNet(features, classes, scale=1.0): "
+     "missing a required argument: 'features'"),
+    ("files without a test file", 0, ["data.dataset=files", "data.agent_files=s_{{agent}}.npz"],
+     "data.test_file = '' is invalid: dataset = 'files' needs the common test set, e.g. 'sites/test.npz'"),
+    ("files template without {agent}", 0, ["data.dataset=files", "data.agent_files=site.npz", "data.test_file=t.npz"],
+     "data.agent_files = 'site.npz' is invalid: dataset = 'files' needs a path template with {{agent}}, e.g. "
+     "'sites/site_{{agent}}.npz'"),
+    ("label noise on party files", 0, [*_party(), "data.label_noise=[0.1]"],
+     "data.label_noise = [0.1] is invalid: does not apply to dataset = 'files' (the data is what the parties hold; "
+     "python -m fedfair.prepare splits a data set into such files)"),
+    ("validation method without val_file", 0, [*_party(), "mechanism.method=cffl"],
+     "data.val_file = '' is invalid: mechanism.method = 'cffl' values uploads on the server's validation set: give "
+     "data.val_file (python -m fedfair.prepare --val-size N writes one)"),
+    ("party files on a built-in data set", 0, ["data.test_file=t.npz"],
+     "data.test_file = 't.npz' is invalid: only read when data.dataset = 'files' (data.dataset is 'digits')"),
+]
+
+
+@pytest.fixture(scope="module")
+def party_dirs(tmp_path_factory):
+    import shutil
+
+    import numpy as np
+    from party_files import breast_cancer_sites
+
+    d = tmp_path_factory.mktemp("parties")
+    good = d / "good"
+    breast_cancer_sites(good)
+
+    def variant(name: str) -> Path:
+        shutil.copytree(good, d / name)
+        return d / name
+
+    (variant("missing") / "site_2.npz").unlink()
+    site = np.load(good / "site_1.npz")
+    np.savez(variant("shape") / "site_1.npz", x=site["x"], y=site["y"].reshape(-1, 1))
+    three = np.load(good / "site_3.npz")
+    np.savez(variant("range") / "site_3.npz", x=three["x"], y=np.where(np.arange(len(three["y"])) == 5, 2, three["y"]))
+    two = np.load(good / "site_2.npz")
+    np.savez(variant("features") / "site_2.npz", x=two["x"][:, :29], y=two["y"])
+    (d / "csv").mkdir()
+    (d / "csv" / "site_1.csv").write_text("f0,f1,target\n0.5,1.0,1\n")
+    (variant("corrupt") / "site_4.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    np.savez(variant("noy") / "site_3.npz", x=three["x"])
+    np.savez(variant("dtype") / "site_1.npz", x=site["x"].astype(np.float64), y=site["y"])
+    return {"good": str(good), "d": str(d)}
+
+
+@pytest.mark.parametrize("rank,overrides,expected", [c[1:] for c in PARTY], ids=[c[0] for c in PARTY])
+def test_bad_party_files_and_models(rank, overrides, expected, party_dirs, monkeypatch, capsys):
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("WORLD_SIZE", "5")
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", DEFAULT, *[o.format(**party_dirs) for o in overrides]])
+    err = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2
+    assert len(err) == 1, err
+    message = E + expected.format(**party_dirs)
+    assert err[0].startswith(message) if message.endswith(": ") else err[0] == message
+
+
+def test_at_least_eight_bad_party_inputs():
+    assert len(PARTY) >= 8

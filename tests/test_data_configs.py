@@ -128,10 +128,13 @@ def test_reference_key_and_checkpoints_include_the_new_fields():
         return reference_key(config.load_config(None, ["data.dataset=mnist", *overrides]))
 
     cfg = config.load_config(None, ["data.dataset=mnist"])
-    old_data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in ("cla_pool", "image_pad")}
+    later = ("cla_pool", "image_pad", "agent_files", "test_file", "val_file", "label_column", "num_classes")
+    old_data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in later}
     # at the defaults: exactly the key runs recorded before the fields existed
     assert json.loads(key())["data"] == old_data
     assert key("data.cla_pool=full", "data.image_pad=model") == key()
+    assert "model_args" not in json.loads(key())["train"]  # issue 16's own models: absent at the default {}
+    assert key("train.model=mlp", "train.model_args={hidden=[8]}") != key("train.model=mlp")
     assert key("data.cla_pool=capped") != key()  # a capped-pool CGSV run never meets a full-pool standalone
     assert key("data.image_pad=data") != key()
     assert key("data.image_pad=data", "data.cla_pool=capped") not in (key("data.image_pad=data"),

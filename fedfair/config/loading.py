@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass
@@ -44,6 +45,10 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     if origin is Literal:
         _check_choice(name, value, hint)
         return value
+    if origin is dict:  # a TOML inline table, e.g. train.model_args = {hidden = [64, 32]}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} = {value!r} is invalid: expected a table, e.g. {{hidden = [64, 32]}}")
+        return dict(value)
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
@@ -117,6 +122,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return from_dict(apply_overrides(raw, overrides or []))
 
 
+def _toml_key(key: str) -> str:
+    """A bare TOML key when it can be one, else a quoted one."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -132,6 +142,8 @@ def _toml_value(v: Any) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table: one line, keys quoted unless bare
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {v!r} as TOML")
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..methods import NAMES as METHOD_NAMES
-Dataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5"]
+from ..methods import needs_validation
+Dataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5", "files"]
 Partition = Literal["uni", "pow", "cla"]
 Behaviour = Literal["honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan"]
 PAD_DATASETS = ("mnist", "fashion_mnist")
@@ -73,6 +74,10 @@ class RunConfig:
     """Show a progress bar on the server."""
     threads: int = 1
     """torch intra-op threads per rank (ranks share the machine's cores)."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files from the server into ``<run folder>/tb`` (server accuracy; per agent
+    r, q, density, bytes, accuracy), to watch a long run live; needs ``pip install tensorboard``. The CSV
+    files stay the source of truth."""
 
     def __post_init__(self) -> None:
         _check(bool(self.name) and "/" not in self.name, "run.name", self.name, "a non-empty name without '/'")
@@ -85,7 +90,8 @@ class RunConfig:
 @dataclass
 class DataConfig:
     dataset: Dataset = "digits"
-    """One of digits, mnist, fashion_mnist, cifar10, mr, sst5."""
+    """One of digits, mnist, fashion_mnist, cifar10, mr, sst5, or files (each party's own data files:
+    agent_files, test_file; partitions and label noise then do not apply)."""
     data_dir: str = ""
     """Where the data files are ("" = the data set's default places)."""
     partition: Partition = "cla"
@@ -112,9 +118,34 @@ class DataConfig:
     """28x28 images (mnist, fashion_mnist): model (standardise, the model zero-pads to 32x32, so the
     border is 0 against a negative background) or data (zero-pad raw pixels to 32x32, then
     standardise with the padded training images' mean/std, as the reference code: border = background)."""
+    agent_files: str = ""
+    """dataset = files: path template of the parties' training files, ``{agent}`` = 1..N (e.g.
+    "sites/site_{agent}.npz"); .npz with arrays x and y, or .csv with numeric features and a label column.
+    A rank opens only the files of the agents it hosts."""
+    test_file: str = ""
+    """dataset = files: the common test set (.npz or .csv), on the server and on every party."""
+    val_file: str = ""
+    """dataset = files: the server's validation set for cffl and eci ("" = none); only the server opens it."""
+    label_column: str = "label"
+    """dataset = files: the label column of .csv files (the other columns are the features)."""
+    num_classes: int = 0
+    """dataset = files: number of classes C, labels 0..C-1 (0 = the largest label in the test file + 1)."""
 
     def __post_init__(self) -> None:
         _check_choices(self, "data")
+        files = self.dataset == "files"
+        for key in ("agent_files", "test_file", "val_file", "num_classes"):
+            _check(files or not getattr(self, key), f"data.{key}", getattr(self, key),
+                   f"only read when data.dataset = 'files' (data.dataset is {self.dataset!r})")
+        _check(not files or "{agent}" in self.agent_files, "data.agent_files", self.agent_files,
+               "dataset = 'files' needs a path template with {agent}, e.g. 'sites/site_{agent}.npz'")
+        _check(not files or bool(self.test_file), "data.test_file", self.test_file,
+               "dataset = 'files' needs the common test set, e.g. 'sites/test.npz'")
+        _check(self.num_classes >= 0, "data.num_classes", self.num_classes, "must be >= 0")
+        for key in ("label_noise", "val_size", "pool_size", "shard_size"):
+            _check(not (files and getattr(self, key)), f"data.{key}", getattr(self, key),
+                   "does not apply to dataset = 'files' (the data is what the parties hold; "
+                   "python -m fedfair.prepare splits a data set into such files)")
         _check(self.image_pad == "model" or self.dataset in PAD_DATASETS, "data.image_pad", self.image_pad,
                f"'data' pads 28x28 images to 32x32, so only for {' or '.join(PAD_DATASETS)} "
                f"(data.dataset is {self.dataset!r})")
@@ -132,7 +163,12 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     model: str = ""
-    """Model name (digits_cnn, mnist_cnn, cifar_cnn, text_cnn; "" = the data set's default)."""
+    """Model: a built-in name (digits_cnn, mnist_cnn, cifar_cnn, text_cnn, mlp; "" = the data set's default)
+    or your own ``nn.Module`` as "package.module:ClassName", whose forward returns log-probabilities
+    [batch, C] (end in log_softmax: the loss is NLL)."""
+    model_args: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the model (a TOML inline table): for your own class exactly its constructor's
+    arguments; for mlp {hidden = [64, 32]} (its input and output sizes come from the data)."""
     batch_size: int = 32
     """Mini-batch size B."""
     lr: float = 0.15
@@ -238,6 +274,9 @@ class Config:
         n = self.data.agents
         _check(len(self.mechanism.behaviours) <= n, "mechanism.behaviours", self.mechanism.behaviours,
                f"at most one behaviour per agent ({n})")
+        _check(self.data.dataset != "files" or bool(self.data.val_file) or not needs_validation(self.mechanism.method),
+               "data.val_file", self.data.val_file, f"mechanism.method = {self.mechanism.method!r} values uploads on "
+               "the server's validation set: give data.val_file (python -m fedfair.prepare --val-size N writes one)")
 
     @property
     def run_dir(self) -> Path:
@@ -250,7 +289,9 @@ class Config:
 #: Fields added after runs were recorded, and the value every run made before them had.
 LATER_FIELDS: dict[tuple[str, str], Any] = {
     ("data", "cla_pool"): "full", ("data", "image_pad"): "model", ("train", "dtype"): "float32",
-    ("mechanism", "normalize"): "rescale", ("mechanism", "eps"): 1e-7, ("mechanism", "grad_norm_decay"): 1.0}
+    ("mechanism", "normalize"): "rescale", ("mechanism", "eps"): 1e-7, ("mechanism", "grad_norm_decay"): 1.0,
+    ("data", "agent_files"): "", ("data", "test_file"): "", ("data", "val_file"): "", ("data", "label_column"): "label",
+    ("data", "num_classes"): 0, ("train", "model_args"): {}, ("run", "tensorboard"): False}
 
 
 def run_identity(cfg: Config) -> dict[str, dict[str, Any]]:

@@ -156,7 +156,8 @@ def compare(config: str | None, methods: list[str], out_dir: str, overrides: lis
     rows = table_rows(out_dir, [r.name for r in runs])
     reused = [r.name for r in runs if r.status == "complete"]
     c = runs[0].cfg
-    header = (f"fedfair.compare: {c.data.dataset}, {c.data.agents} agents, {c.data.partition.upper()}, "
+    split = c.data.agent_files if c.data.dataset == "files" else c.data.partition.upper()  # the parties' own files
+    header = (f"fedfair.compare: {c.data.dataset}, {c.data.agents} agents, {split}, "
               f"{c.run.rounds} rounds, seed {c.run.seed}, Gamma {c.mechanism.grad_norm:g}, "
               f"beta {c.mechanism.beta:g}, standalone_step {c.mechanism.standalone_step}, "
               f"val_size {c.data.val_size}, launcher {launcher}"

@@ -221,7 +221,7 @@ def shared_val_size(cfg: Config, methods: list[str]) -> list[str]:
     methods would, so they would train on other shards than the rest; fixed for every run, all
     methods share the data and the standalone reference. Empty when nothing needs fixing.
     """
-    if cfg.data.val_size != 0 or not any(needs_validation(m) for m in methods):
+    if cfg.data.val_size != 0 or cfg.data.dataset == "files" or not any(needs_validation(m) for m in methods):
         return []
     from ..data import load_task
     from ..strategies import default_val_size

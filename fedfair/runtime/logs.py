@@ -17,6 +17,7 @@ from typing import IO, Any
 from ..config import Config, run_identity, to_toml
 from ..methods import REFERENCE
 from ..metrics import pearson100
+from .live import TensorBoardLog
 
 AGENT_COLUMNS = ["round", "agent", "psi", "r", "cgsv_r", "q", "upload_norm", "density", "k", "encoding", "bytes_up", "bytes_down",
                  "bytes_recv", "valid", "test_acc", "test_loss", "local_acc", "local_loss", "train_loss",
@@ -75,14 +76,20 @@ class RunLog:
             if fresh:
                 w.writeheader()
             self._files[name], self._writers[name] = f, w
+        self.live = TensorBoardLog(self.dir) if cfg.run.tensorboard else None
+        """Live view of the same rows (run.tensorboard); the CSV files stay the record."""
 
     def agent_row(self, row: dict[str, Any]) -> None:
         self._writers["agents"].writerow({k: _fmt(v) for k, v in row.items()})
+        if self.live is not None:
+            self.live.agent_row(row)
 
     def server_row(self, row: dict[str, Any]) -> None:
         self._writers["server"].writerow({k: _fmt(v) for k, v in row.items()})
         for f in self._files.values():
             f.flush()
+        if self.live is not None:
+            self.live.server_row(row)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
@@ -90,6 +97,8 @@ class RunLog:
     def close(self) -> None:
         for f in self._files.values():
             f.close()
+        if self.live is not None:
+            self.live.close()
 
 
 def reference_key(cfg: Config) -> str:

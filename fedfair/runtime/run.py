@@ -20,9 +20,11 @@ import torch.distributed as dist
 
 from ..config import Config, ConfigError, load_config
 from ..data import Shard, TaskData, load_task, make_shards
+from ..data.files import FileProblem, PartyData
 from ..models import build_model as build_network
 from ..models import default_model_for
 from ..strategies import ServerContext, Strategy, build_strategy, default_val_size, needs_validation
+from . import datafiles, live
 from .agent import Agent
 from .checkpoint import CheckpointError, Checkpointer, resume_requested
 from .logs import RunLog, agent_table
@@ -44,10 +46,17 @@ class Setup:
     shards: list[Shard]
     val_indices: np.ndarray
     model_name: str
+    files: PartyData | None = None
+    """data.dataset = files: what this rank read (its own agents' files only); shards of others are empty."""
 
 
-def prepare(cfg: Config) -> Setup:
-    """Load the data set, cut the agents' shards, name the model; same result on every rank."""
+def prepare(cfg: Config, rank: int | None = None, world_size: int | None = None) -> Setup:
+    """Load the data set, cut the agents' shards, name the model; same result on every rank.
+    With data.dataset = files a rank reads only its own files (``rank`` None: all of them)."""
+    model_name = cfg.train.model or default_model_for(cfg.data.dataset)
+    if cfg.data.dataset == "files":
+        party = datafiles.load(cfg, rank, world_size)
+        return Setup(party.task, party.shards, party.val_indices, model_name, party)
     task = load_task(cfg.data.dataset, cfg.data.data_dir or None, seed=cfg.run.seed,
                      test_fraction=cfg.data.test_fraction, image_pad=cfg.data.image_pad)
     resolve_val_size(cfg, task.num_train)
@@ -55,7 +64,7 @@ def prepare(cfg: Config) -> Setup:
                               pool_size=cfg.data.pool_size or None, shard_size=cfg.data.shard_size or None,
                               label_noise=cfg.data.label_noise, val_size=cfg.data.val_size,
                               cla_pool=cfg.data.cla_pool)
-    return Setup(task, shards, val, cfg.train.model or default_model_for(cfg.data.dataset))
+    return Setup(task, shards, val, model_name)
 
 
 def resolve_val_size(cfg: Config, num_train: int) -> None:
@@ -69,7 +78,7 @@ def resolve_val_size(cfg: Config, num_train: int) -> None:
 def build_model(cfg: Config, setup: Setup) -> torch.nn.Module:
     """The common initial model w_0: identical on every rank because the seed is."""
     torch.manual_seed(cfg.run.seed)
-    model = build_network(setup.model_name, setup.task)
+    model = build_network(setup.model_name, setup.task, cfg.train.model_args)
     # float64: the same initial values (drawn in float32, then widened), trained in float64
     return model.to(torch.float64) if cfg.train.dtype == "float64" else model
 
@@ -134,7 +143,7 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
     """
     check_world_size(cfg, world_size)
     torch.set_num_threads(cfg.run.threads)
-    setup = setup or prepare(cfg)
+    setup = setup or prepare(cfg, rank, world_size)
     model = build_model(cfg, setup)
     sizes = layer_sizes(model)
     timeout = timedelta(seconds=cfg.comm.timeout_s)
@@ -148,8 +157,9 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
     try:
         # the server's validation set exists before the strategy: nothing in its context changes later
         validation = validation_set(cfg, setup) if rank == 0 and needs_validation(cfg.mechanism.method) else None
-        ctx = ServerContext(agents=cfg.data.agents, dim=sum(sizes), layer_sizes=sizes,
-                            shard_sizes=[len(s.indices) for s in setup.shards],
+        shard_sizes = [len(s.indices) for s in setup.shards] if setup.files is None else \
+            datafiles.exchange(cfg, setup.files, rank, device)  # the parties' sizes, from their summaries
+        ctx = ServerContext(agents=cfg.data.agents, dim=sum(sizes), layer_sizes=sizes, shard_sizes=shard_sizes,
                             validation_accuracy=None if validation is None else validation.accuracy)
         strategy = build_strategy(cfg, ctx)
         # every rank: the newest checkpoint complete on all ranks, if this is a resume (collective)
@@ -195,7 +205,8 @@ def work(cfg: Config, rank: int, setup: Setup, model: torch.nn.Module, strategy:
 def validation_set(cfg: Config, setup: Setup) -> ValidationSet:
     """The server's held-out validation slice (cffl, eci), evaluated through a probe model."""
     if len(setup.val_indices) == 0:
-        raise SetupError(f"mechanism.method = {cfg.mechanism.method!r} needs a validation set: set data.val_size > 0")
+        where = "data.val_file" if cfg.data.dataset == "files" else "data.val_size > 0"
+        raise SetupError(f"mechanism.method = {cfg.mechanism.method!r} needs a validation set: set {where}")
     return ValidationSet(build_model(cfg, setup), setup.task, setup.val_indices)
 
 
@@ -221,7 +232,9 @@ def fail(message: str, rank: int = 0, code: int = 2) -> None:
 
 
 def check_runnable(cfg: Config) -> None:
-    """What the config cannot know alone: the devices a backend needs."""
+    """What the config cannot know alone: the devices a backend needs, the packages an option needs."""
+    if cfg.run.tensorboard:
+        live.require()
     if cfg.comm.backend == "nccl":
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -237,19 +250,20 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cfg = load_config(args.config, args.overrides)
         if args.world_size:
-            prepare(cfg)
+            if cfg.data.dataset != "files":  # the parties' files are on their own machines
+                prepare(cfg)
             print(cfg.data.agents + 1)
             return
         check_world_size(cfg, world_size)
         check_runnable(cfg)
-        setup = prepare(cfg)
+        setup = prepare(cfg, rank, world_size)
         build_model(cfg, setup)  # a model that does not fit the data stops here, not in every rank
     except (ConfigError, SetupError, ValueError, OSError) as e:
-        fail(str(e), rank)
+        fail(str(e), 0 if getattr(e, "local", False) else rank)  # a party's own file: the rank that read it speaks
         return
     try:
         run_rank(cfg, rank, world_size, setup=setup)
-    except CheckpointError as e:
+    except (CheckpointError, FileProblem) as e:
         fail(str(e), rank)
     except RunAborted as e:
         # one line from the rank that saw the failure; ranks that only lost their peer stay quiet
