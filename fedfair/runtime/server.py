@@ -230,7 +230,7 @@ class Server:
         else:
             what = f"died in round {t}: its connection closed while the server waited for its {e.what}"
         last = self.checkpointer.describe_last() if self.checkpointer is not None else "no checkpoints"
-        return f"agent {e.rank} (rank {e.rank}) {what}; {last}"
+        return f"agent {e.agent} (rank {e.rank}) {what}; {last}"
 
     def finish(self) -> dict[str, Any]:
         if self.last_eval is None:
