@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +110,18 @@ def test_hosted_agents_receive_exactly_their_own_rewards(runs, name):
         np.testing.assert_array_equal(agent["w"], server["agent_models"][i - 1])
     last = [r for r in logged if int(r["round"]) == ROUNDS]
     assert len({r["q"] for r in last}) == AGENTS  # the rewards differ, so the check tells agents apart
+
+
+def _cli(*args: str, world_size: int) -> subprocess.CompletedProcess:
+    env = dict(os.environ, RANK="0", WORLD_SIZE=str(world_size), LOCAL_RANK="0")
+    return subprocess.run([sys.executable, "-m", "fedfair.run", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)
+
+
+def test_launchers_read_the_world_size_and_a_wrong_one_stops_with_one_line():
+    p = _cli("--config", "configs/default.toml", "--world-size", "data.agents=1000", "run.ranks=3", world_size=1)
+    assert p.returncode == 0 and p.stdout.strip() == "3"
+    p = _cli("--config", "configs/default.toml", "data.agents=10", "run.ranks=3", world_size=4)
+    assert p.returncode == 2
+    assert p.stderr.strip() == ("fedfair: error: world size 4 does not fit run.ranks = 3: start 3 ranks (rank 0 = "
+                                "server), e.g. torchrun --nproc_per_node 3 -m fedfair.run ..., or set run.ranks")
