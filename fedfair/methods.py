@@ -31,12 +31,14 @@ class MethodInfo:
     """The server values uploads on a held-out validation set (``data.val_size``)."""
     communicates: bool = True
     """False: no uploads and no rewards (each agent trains alone)."""
+    partial: bool = False
+    """Defines what a round with absent agents does (``run.participation`` < 1, docs/participation.md)."""
 
 
 METHODS: tuple[MethodInfo, ...] = (
-    MethodInfo("cgsv", "CGSV", 8, "cgsv:CGSV", uses_beta=True),
-    MethodInfo("standalone", "Standalone", 0, "standalone:Standalone", communicates=False),
-    MethodInfo("fedavg", "FedAvg", 1, "fedavg:FedAvg"),
+    MethodInfo("cgsv", "CGSV", 8, "cgsv:CGSV", uses_beta=True, partial=True),
+    MethodInfo("standalone", "Standalone", 0, "standalone:Standalone", communicates=False, partial=True),
+    MethodInfo("fedavg", "FedAvg", 1, "fedavg:FedAvg", partial=True),
     MethodInfo("dw", "DW", 2, "dw:DW"),
     MethodInfo("eu", "EU", 3, "eu:EU"),
     MethodInfo("rr", "RR", 4, "rr:RoundRobin"),
@@ -48,6 +50,7 @@ METHODS: tuple[MethodInfo, ...] = (
 
 BY_NAME: dict[str, MethodInfo] = {m.name: m for m in METHODS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
+PARTIAL_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS if m.partial)
 REFERENCE = "standalone"
 """The fairness reference: ρ correlates every method's accuracies with this method's, so sweeps run it first."""
 
@@ -68,6 +71,11 @@ def uses_beta(name: str) -> bool:
 def needs_validation(name: str) -> bool:
     """Whether ``name`` needs the server's held-out validation set."""
     return info(name).needs_validation
+
+
+def supports_partial(name: str) -> bool:
+    """Whether ``name`` defines rounds in which only some agents take part (``run.participation`` < 1)."""
+    return name in BY_NAME and BY_NAME[name].partial
 
 
 def table_rank(name: str) -> int:

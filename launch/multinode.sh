@@ -10,7 +10,7 @@
 #   NODE_RANK       this node's index 0..NNODES-1 (required; node 0 hosts the rendezvous store)
 #   MASTER_ADDR     address of node 0, reachable from every node (required)
 #   MASTER_PORT     rendezvous port on node 0 (default 29400)
-#   NPROC_PER_NODE  ranks on this node (default: the job's N + 1 ranks spread evenly, the first
+#   NPROC_PER_NODE  ranks on this node (default: the job's run.ranks ranks (N + 1 when 0) spread evenly, the first
 #                   nodes taking one more when it does not divide); nodes may differ
 #   RDZV_ID         job id shared by all nodes (default fedfair-<config name>-<MASTER_PORT>)
 #   LOCAL_ADDR      address this node announces (default: its host name); 127.0.0.1 for tests
@@ -28,7 +28,9 @@ port="${MASTER_PORT:-29400}"
 config="${here}/configs/default.toml"
 if [ $# -gt 0 ] && [[ "$1" != *=* ]]; then config="$1"; shift; fi
 py="${FEDFAIR_PYTHON:-${here}/.venv/bin/python}"; [ -x "$py" ] || py=python3
-# Validates the config and the data on this node, prints N + 1; a bad input stops here with one line.
+# Validates the config and the data on this node, prints the world size (run.ranks, or N + 1 when 0).
+# Ranks are numbered node by node, so node 0 holds the server and the first agent blocks
+# (fedfair.runtime.placement): run.ranks=9 on 2 nodes puts the server and agent ranks 1..4 on node 0.
 world=$("$py" -m fedfair.run --config "$config" --world-size "$@")
 if [ -z "${NPROC_PER_NODE:-}" ]; then
   NPROC_PER_NODE=$(( world / NNODES + (NODE_RANK < world % NNODES ? 1 : 0) ))

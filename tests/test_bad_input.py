@@ -217,7 +217,7 @@ def test_the_real_command_prints_one_line_and_exits_2(files):
 
 
 # data.dataset = files (issue 16): (id, rank that reads the bad file, overrides, expected); 4 agents, world 5.
-# {good} holds fine party files (tests/party_files.py), {d} the bad variants; a party's file is checked by the
+# {good} holds fine party files (tests/hospital_sites.py), {d} the bad variants; a party's file is checked by the
 # rank that hosts it, before any process group exists, and that rank reports it (rank 0 never opens it).
 def _party(template: str = "{good}/site_{{agent}}.npz", test: str = "{good}/test.npz") -> list[str]:
     return ["data.dataset=files", "data.agents=4", f"data.agent_files={template}", f"data.test_file={test}",
@@ -282,7 +282,7 @@ def party_dirs(tmp_path_factory):
     import shutil
 
     import numpy as np
-    from party_files import breast_cancer_sites
+    from hospital_sites import breast_cancer_sites
 
     d = tmp_path_factory.mktemp("parties")
     good = d / "good"

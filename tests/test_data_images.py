@@ -259,3 +259,44 @@ def test_padded_stats_per_channel_and_exact():
     out = pad_standardise(x, mean, std, size=8).numpy()
     want = (ref - np.array(mean)[None, :, None, None]) / np.array(std)[None, :, None, None]
     assert out.shape == (9000, 3, 8, 8) and np.allclose(out, want, atol=1e-5)
+
+
+def mapped_from(t: torch.Tensor) -> str:
+    """The file whose mapping holds the tensor's data (/proc/self/maps), or ""."""
+    ptr = t.data_ptr()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split()
+        lo, hi = (int(x, 16) for x in fields[0].split("-"))
+        if lo <= ptr < hi:
+            return fields[5] if len(fields) > 5 else ""
+    return ""
+
+
+def test_image_data_is_cached_once_and_memory_mapped(tmp_path, monkeypatch):
+    """The first load writes the arrays into the cache (atomically, one folder per data set and
+    preprocessing); later loads map the same files read-only and give identical tensors."""
+    from fedfair.data.cache import cache_key, fingerprint
+
+    monkeypatch.setenv("FEDFAIR_DATA_CACHE", str(tmp_path / "cache"))
+    arrays = tiny_mnist(np.random.default_rng(3))
+    write_idx_set(tmp_path / "d", arrays, gz=False)
+    first = load_task("mnist", str(tmp_path / "d"))
+    folders = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    files = fingerprint([tmp_path / "d"])
+    assert len(files) == 4
+    assert [p.name for p in folders] == [cache_key({"dataset": "mnist", "image_pad": "model", "files": files})]
+    assert sorted(p.name for p in folders[0].iterdir()) == ["meta.json", "test_x.npy", "test_y.npy", "train_x.npy",
+                                                             "train_y.npy"]
+    second = load_task("mnist", str(tmp_path / "d"))
+    monkeypatch.setenv("FEDFAIR_DATA_CACHE", "off")
+    direct = load_task("mnist", str(tmp_path / "d"))
+    for name in ("train_x", "train_y", "test_x", "test_y"):
+        assert torch.equal(getattr(first, name), getattr(direct, name))
+        assert torch.equal(getattr(second, name), getattr(direct, name))
+        assert mapped_from(getattr(second, name)).endswith(f"{name}.npy")  # a map of the shared file, no copy
+    padded = load_task("mnist", str(tmp_path / "d"), image_pad="data")  # other preprocessing, other key
+    assert padded.train_x.shape[-1] == 32
+    write_idx_set(tmp_path / "d", tiny_mnist(np.random.default_rng(4)), gz=False)  # new files: a new key, no stale copy
+    monkeypatch.setenv("FEDFAIR_DATA_CACHE", str(tmp_path / "cache"))
+    assert torch.equal(load_task("mnist", str(tmp_path / "d")).train_y,
+                       torch.from_numpy(tiny_mnist(np.random.default_rng(4))[1].astype(np.int64)))

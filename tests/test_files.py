@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from fedfair.config import load_config
-from fedfair.data.files import FileProblem, load_party_data, read_file
+from fedfair.data.party_files import FileProblem, load_party_data, read_file
 from fedfair.runtime.local import run_local
-from party_files import AGENTS, breast_cancer_sites
+from hospital_sites import AGENTS, breast_cancer_sites
 
 ROUNDS = 4
 
@@ -97,7 +97,7 @@ def test_the_exchange_checks_every_row(tmp_path):
     import torch
     import torch.distributed as dist
 
-    from fedfair.data.files import TEST_SHA, check_summary
+    from fedfair.data.party_files import TEST_SHA, check_summary
     from fedfair.runtime import datafiles
 
     sites = breast_cancer_sites(tmp_path / "sites")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedfair.data.files import load_party_data, read_file
+from fedfair.data.party_files import load_party_data, read_file
 from fedfair.prepare import main
 
 BREAST_CANCER = (569, 212, 357)  # samples, malignant (0), benign (1): scikit-learn's bundled copy

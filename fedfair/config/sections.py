@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..methods import NAMES as METHOD_NAMES
-from ..methods import needs_validation
+from ..methods import PARTIAL_METHODS, needs_validation, supports_partial
 Dataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5", "files"]
 Partition = Literal["uni", "pow", "cla"]
 Behaviour = Literal["honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan"]
@@ -78,6 +78,14 @@ class RunConfig:
     """Also write TensorBoard event files from the server into ``<run folder>/tb`` (server accuracy; per agent
     r, q, density, bytes, accuracy), to watch a long run live; needs ``pip install tensorboard``. The CSV
     files stay the source of truth."""
+    ranks: int = 0
+    """World size P of the job, 2..N + 1: rank 0 is the server and ranks 1..P-1 host the agents in
+    contiguous balanced blocks (``fedfair.runtime.placement``); 0 = N + 1, one rank per agent.
+    Results do not depend on it: many agents per rank only saves processes and memory."""
+    participation: float = 1.0
+    """Fraction of agents sampled each round, in (0, 1]: round(participation * N) of them (at least
+    1), drawn from a generator seeded by run.seed and the round, the same on every rank. Absent agents
+    neither train, upload nor receive that round (docs/participation.md says what happens to r, q, ρ)."""
 
     def __post_init__(self) -> None:
         _check(bool(self.name) and "/" not in self.name, "run.name", self.name, "a non-empty name without '/'")
@@ -85,6 +93,9 @@ class RunConfig:
         _check(self.eval_every >= 1, "run.eval_every", self.eval_every, "must be >= 1")
         _check(self.checkpoint_every >= 0, "run.checkpoint_every", self.checkpoint_every, "must be >= 0")
         _check(self.threads >= 1, "run.threads", self.threads, "must be >= 1")
+        _check(self.ranks == 0 or self.ranks >= 2, "run.ranks", self.ranks,
+               "0 (= data.agents + 1) or a world size >= 2 (the server and at least one agent rank)")
+        _check(0.0 < self.participation <= 1.0, "run.participation", self.participation, "must be in (0, 1]")
 
 
 @dataclass
@@ -97,7 +108,7 @@ class DataConfig:
     partition: Partition = "cla"
     """How the pool is split among agents: uni, pow or cla (see the spec)."""
     agents: int = 5
-    """Number of agents N; the job's world size must be N + 1."""
+    """Number of agents N; the job's world size is run.ranks (N + 1 when 0)."""
     pool_size: int = 0
     """Samples split among agents for uni/pow, and CLA's pool when cla_pool = capped (0 = the data
     set's default: 600*N for MNIST)."""
@@ -272,6 +283,11 @@ class Config:
 
     def __post_init__(self) -> None:
         n = self.data.agents
+        _check(self.run.ranks <= n + 1, "run.ranks", self.run.ranks,
+               f"at most data.agents + 1 = {n + 1} (one rank per agent), or 0 for that")
+        _check(self.run.participation == 1.0 or supports_partial(self.mechanism.method), "run.participation",
+               self.run.participation, f"mechanism.method = {self.mechanism.method!r} does not define partial "
+               f"participation; use 1 or one of {', '.join(PARTIAL_METHODS)}")
         _check(len(self.mechanism.behaviours) <= n, "mechanism.behaviours", self.mechanism.behaviours,
                f"at most one behaviour per agent ({n})")
         _check(self.data.dataset != "files" or bool(self.data.val_file) or not needs_validation(self.mechanism.method),

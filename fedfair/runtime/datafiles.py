@@ -1,6 +1,6 @@
 """The parties' own data files in a run: who reads what, the start-up exchange, the run's record.
 
-Before the process group exists every rank reads only its own files (fedfair.data.files; the
+Before the process group exists every rank reads only its own files (fedfair.data.party_files; the
 server: the test and validation files) and checks them against the test file. Once the group
 exists, the ranks all-reduce one fixed-size int64 summary row per agent (sample shape, dtype,
 label range, class counts, sha256 of the file and of the party's test file, the file's name):
@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import Config
-from ..data.files import (COUNTS, PRESENT, RANK, SAMPLES, SHA, TEST_SHA, FileProblem, PartyData, agent_path,
+from ..data.party_files import (COUNTS, PRESENT, RANK, SAMPLES, SHA, TEST_SHA, FileProblem, PartyData, agent_path,
                           check_summary, load_party_data, summary_path)
 from .placement import hosted_agents
 

@@ -47,13 +47,17 @@ def _worker(cfg: Config, rank: int, world_size: int, store_path: str, queue: Que
 
 
 def run_local(cfg: Config, world_size: int | None = None, timeout_s: float = 600.0, grace_s: float = 5.0) -> list[Any]:
-    """Run every rank as a local process; returns each rank's result (see ``run_rank``), tensors as numpy.
+    """Run every rank as a local process (``run.ranks`` of them, N + 1 when 0); returns
+    [the server's result, agent 1's, ..., agent N's] (see ``run_rank``; an agent's result is its
+    final ``w`` and the bytes it ``received``), whatever the number of ranks; tensors as numpy.
 
     When a rank fails, the others get ``grace_s`` seconds to end before they are killed (a hung
     rank never ends by itself); the error raised names the lowest failed rank that reported a
     cause (ranks that only lost their peer report nothing).
     """
-    world_size = world_size or cfg.data.agents + 1
+    from .placement import world_size_for
+
+    world_size = world_size or world_size_for(cfg.data.agents, cfg.run.ranks)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     with tempfile.TemporaryDirectory(prefix="fedfair-store-") as tmp:
@@ -91,4 +95,7 @@ def run_local(cfg: Config, world_size: int | None = None, timeout_s: float = 600
         missing = [r for r, v in enumerate(results) if v is None]
         if missing:
             raise RuntimeError(f"ranks {missing} returned nothing (exit codes {[p.exitcode for p in procs]})")
-        return results
+        per_agent = [results[0]]
+        for hosted in results[1:]:
+            per_agent += [hosted["agents"][i] for i in sorted(hosted["agents"])]
+        return per_agent

@@ -19,9 +19,9 @@ from ..methods import REFERENCE
 from ..metrics import pearson100
 from .live import TensorBoardLog
 
-AGENT_COLUMNS = ["round", "agent", "psi", "r", "cgsv_r", "q", "upload_norm", "density", "k", "encoding", "bytes_up", "bytes_down",
-                 "bytes_recv", "valid", "test_acc", "test_loss", "local_acc", "local_loss", "train_loss",
-                 "shard_loss", "dist_to_server", "train_s"]
+AGENT_COLUMNS = ["round", "agent", "psi", "r", "cgsv_r", "q", "upload_norm", "density", "k", "encoding", "bytes_up",
+                 "bytes_down", "bytes_recv", "valid", "present", "test_acc", "test_loss", "local_acc", "local_loss",
+                 "train_loss", "shard_loss", "dist_to_server", "train_s"]
 SERVER_COLUMNS = ["round", "test_acc", "test_loss", "mechanism_s", "train_s", "round_s", "bytes_up",
                   "bytes_down", "bytes_down_dense", "rejected"]
 

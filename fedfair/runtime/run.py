@@ -1,6 +1,7 @@
 """Entry point that torchrun starts: ``python -m fedfair.run --config FILE [section.key=value ...]``.
 
-Rank 0 is the server, ranks 1..N are agents 1..N. Everything that can be wrong with the
+Rank 0 is the server; ranks 1..P-1 host the agents (``run.ranks`` = P, 0 = N + 1: rank i is
+agent i; see ``fedfair.runtime.placement``). Everything that can be wrong with the
 input (config, world size, data files) is checked on every rank *before* the process group
 exists, so a bad job stops at once with one line instead of a hung rendezvous.
 """
@@ -20,7 +21,7 @@ import torch.distributed as dist
 
 from ..config import Config, ConfigError, load_config
 from ..data import Shard, TaskData, load_task, make_shards
-from ..data.files import FileProblem, PartyData
+from ..data.party_files import FileProblem, PartyData
 from ..models import build_model as build_network
 from ..models import default_model_for
 from ..strategies import ServerContext, Strategy, build_strategy, default_val_size, needs_validation
@@ -28,7 +29,8 @@ from . import datafiles, live
 from .agent import Agent
 from .checkpoint import CheckpointError, Checkpointer, resume_requested
 from .logs import RunLog, agent_table
-from .placement import hosted_agents
+from .host import Host
+from .placement import host_ranks, hosted_agents, world_size_for
 from .server import Server
 from .training import ValidationSet, layer_sizes
 from .transport import AgentTransport, RunAborted, ServerTransport
@@ -84,10 +86,15 @@ def build_model(cfg: Config, setup: Setup) -> torch.nn.Module:
 
 
 def check_world_size(cfg: Config, world_size: int) -> None:
-    n = cfg.data.agents
-    if world_size != n + 1:
+    """The job's world size must be run.ranks (N + 1 when 0), as launch/*.sh start it."""
+    n, want = cfg.data.agents, world_size_for(cfg.data.agents, cfg.run.ranks)
+    if world_size == want:
+        return
+    if cfg.run.ranks == 0:
         raise SetupError(f"world size {world_size} does not fit data.agents = {n}: a run needs N + 1 = {n + 1} "
                          f"ranks (rank 0 = server), e.g. torchrun --nproc_per_node {n + 1} -m fedfair.run ...")
+    raise SetupError(f"world size {world_size} does not fit run.ranks = {want}: start {want} ranks (rank 0 = "
+                     f"server), e.g. torchrun --nproc_per_node {want} -m fedfair.run ..., or set run.ranks")
 
 
 def choose_backend(cfg: Config) -> str:
@@ -163,7 +170,7 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
                             validation_accuracy=None if validation is None else validation.accuracy)
         strategy = build_strategy(cfg, ctx)
         # every rank: the newest checkpoint complete on all ranks, if this is a resume (collective)
-        ckpt = Checkpointer(cfg, rank)
+        ckpt = Checkpointer(cfg, rank, hosted_agents(cfg.data.agents, rank, world_size))
         start, state = ckpt.agree(resume_requested(cfg))
         if rank == 0:
             return serve(cfg, setup, model, strategy, validation, ckpt, start, state, device)
@@ -177,7 +184,8 @@ def serve(cfg: Config, setup: Setup, model: torch.nn.Module, strategy: Strategy,
     """Rank 0: the server's rounds after round ``start``, then the summary and the end-of-run table."""
     log = RunLog(cfg, resume_after=start)
     transport = ServerTransport(cfg.data.agents, upload_size(strategy.ctx.dim, strategy.extras), device,
-                                 timeout_s=cfg.comm.timeout_s)
+                                 timeout_s=cfg.comm.timeout_s,
+                                 hosts=host_ranks(cfg.data.agents, dist.get_world_size()))
     server = Server(cfg, setup.task, model, strategy, transport, log, validation=validation, checkpointer=ckpt)
     if state is not None:
         server.load_state_dict(state)
@@ -191,15 +199,16 @@ def serve(cfg: Config, setup: Setup, model: torch.nn.Module, strategy: Strategy,
 
 def work(cfg: Config, rank: int, setup: Setup, model: torch.nn.Module, strategy: Strategy, ckpt: Checkpointer,
          start: int, state: dict[str, Any] | None, device: torch.device) -> dict[str, Any]:
-    """Rank i > 0: agent i's rounds after round ``start``."""
-    (index,) = hosted_agents(cfg.data.agents, rank, dist.get_world_size())
-    torch.manual_seed(cfg.run.seed * 7919 + index)  # dropout and other global-RNG use, distinct per agent
-    agent = Agent(cfg, index, setup.task, setup.shards[index - 1], model.to(device), strategy,
-                  AgentTransport(cfg.comm.timeout_s, device), checkpointer=ckpt)
+    """Rank r > 0: the rounds after round ``start`` of the agents it hosts, one shared model."""
+    model = model.to(device)
+    agents = [Agent(cfg, index, setup.task, setup.shards[index - 1], model, strategy,
+                    AgentTransport(cfg.comm.timeout_s, device, agent=index))
+              for index in hosted_agents(cfg.data.agents, rank, dist.get_world_size())]
+    host = Host(cfg, rank, agents, checkpointer=ckpt)
     if state is not None:
-        agent.load_state_dict(state)
-    agent.run(start_round=start + 1)
-    return {"w": agent.w.cpu().clone(), "received": agent.transport.received}
+        host.load_state_dict(state["agents"])
+    host.run(start_round=start + 1)
+    return {"agents": {a.index: {"w": a.w.cpu().clone(), "received": a.transport.received} for a in agents}}
 
 
 def validation_set(cfg: Config, setup: Setup) -> ValidationSet:
@@ -214,7 +223,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m fedfair.run", description=__doc__.splitlines()[0])
     p.add_argument("--config", default=None, help="TOML config file (default: built-in defaults)")
     p.add_argument("--world-size", action="store_true",
-                   help="validate the config and data, print N + 1 and exit (used by launch/local.sh)")
+                   help="validate the config and data, print the world size (run.ranks, or N + 1 when 0) and exit "
+                        "(used by launch/*.sh)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. mechanism.beta=1.5")
     return p.parse_args(argv)
 
@@ -252,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.world_size:
             if cfg.data.dataset != "files":  # the parties' files are on their own machines
                 prepare(cfg)
-            print(cfg.data.agents + 1)
+            print(world_size_for(cfg.data.agents, cfg.run.ranks))
             return
         check_world_size(cfg, world_size)
         check_runnable(cfg)

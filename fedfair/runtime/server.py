@@ -25,6 +25,7 @@ from ..strategies import Reward, RoundInput, ServerStep, Strategy, importance_au
 from .checkpoint import Checkpointer
 from .faults import maybe_fail
 from .logs import RunLog, Totals, summarize
+from .participation import present_agents
 from .training import ValidationSet, evaluate, flatten_parameters, is_eval_round, lr_at
 from .transport import PeerFailure, RunAborted, ServerTransport
 from .wire import WIRE_DTYPE, RoundStats, dense_reward_bytes, encode_reward, split_uploads
@@ -35,8 +36,8 @@ class Decision:
     """The server's side of one round once the strategy has decided: what goes on the wire."""
     step: ServerStep
     valid: torch.Tensor          # N bool: False for uploads rejected as non-finite
-    sent: list[Reward]           # each agent's reward as sent (WIRE_DTYPE values)
-    payloads: list[torch.Tensor]
+    sent: list[Reward | None]    # each agent's reward as sent (WIRE_DTYPE values); None: absent
+    payloads: list[torch.Tensor | None]
     encodings: list[str]
     mechanism_s: float
     cgsv_r: torch.Tensor | None  # CGSV's importance r (the method's own, or the audit's beside it)
@@ -67,6 +68,7 @@ class Server:
         self.last_eval: dict[str, Any] | None = None   # ... of the last evaluation round (the summary's)
         self.shown_acc = (math.nan, math.nan)          # mean agent and server accuracy on the progress bar
         self.start_wall = time.perf_counter()
+        self.present = torch.ones(self.n, dtype=torch.bool)  # this round's sampled agents (run.participation)
 
     # ------------------------------------------------------------------ one round
     def round(self, t: int) -> dict[str, Any]:
@@ -74,6 +76,7 @@ class Server:
         maybe_fail(0, t)
         started = time.perf_counter()
         self.transport.ledger.reset()
+        self.present = present_agents(self.n, self.cfg.run.participation, self.cfg.run.seed, t)
         decision = None
         if self.strategy.communicates:
             inp = self.receive(t)
@@ -88,8 +91,10 @@ class Server:
         return self.last
 
     def receive(self, t: int) -> RoundInput:
-        """Every agent's upload; a non-finite one is rejected (zeroed, valid = False): ψ = 0, no weight."""
-        rows = self.transport.receive_uploads()
+        """Every present agent's upload (absent rows are zero); a non-finite one is rejected
+        (zeroed, valid = False): ψ = 0, no weight."""
+        everyone = bool(self.present.all())
+        rows = self.transport.receive_uploads(None if everyone else (self.present.nonzero().flatten() + 1).tolist())
         valid = finite_rows(rows)  # = isfinite(rows).all(dim=1), without an N x D temporary
         if not bool(valid.all()):
             rejected = [i + 1 for i in range(self.n) if not valid[i]]
@@ -99,7 +104,8 @@ class Server:
         updates, extras = split_uploads(rows, self.dim)
         # float64 training: the float32 wire rows are widened for normalising and aggregating
         return RoundInput(round=t, updates=updates.to(self.w.dtype), extras=extras, valid=valid,
-                          server_model=self.w, agent_models=self.agent_models, lr=lr_at(self.cfg.train, t))
+                          server_model=self.w, agent_models=self.agent_models, lr=lr_at(self.cfg.train, t),
+                          present=None if everyone else self.present)
 
     def decide(self, inp: RoundInput) -> Decision:
         """The strategy's step and the rewards' encoding, exactly what mechanism_s times; then the audit."""
@@ -118,10 +124,12 @@ class Server:
             self.totals.validation_passes += self.validation.passes - before
         return step
 
-    def encode(self, rewards: list[Reward]) -> tuple[list[Reward], list[torch.Tensor], list[str]]:
-        """Each reward in WIRE_DTYPE (a no-op in float32 runs) and as its payload: (sent, payloads, encodings)."""
-        sent = [Reward(rw.indices, rw.values.to(WIRE_DTYPE)) for rw in rewards]
-        encoded = [encode_reward(rw.indices, rw.values, self.dim, self.cfg.comm.encoding) for rw in sent]
+    def encode(self, rewards: list[Reward | None]) -> tuple[list[Reward | None], list[torch.Tensor | None], list[str]]:
+        """Each reward in WIRE_DTYPE (a no-op in float32 runs) and as its payload: (sent, payloads,
+        encodings); an absent agent's None stays None (no payload, encoding "")."""
+        sent = [None if rw is None else Reward(rw.indices, rw.values.to(WIRE_DTYPE)) for rw in rewards]
+        encoded = [(None, "") if rw is None else encode_reward(rw.indices, rw.values, self.dim, self.cfg.comm.encoding)
+                   for rw in sent]
         return sent, [payload for payload, _ in encoded], [encoding for _, encoding in encoded]
 
     def cgsv_importance(self, inp: RoundInput, step: ServerStep) -> torch.Tensor | None:
@@ -133,10 +141,12 @@ class Server:
         self.audit.value(inp)
         return self.audit.r
 
-    def track_agents(self, sent: list[Reward]) -> None:
-        """The server's copy of agent i moves by exactly what agent i received."""
+    def track_agents(self, sent: list[Reward | None]) -> None:
+        """The server's copy of agent i moves by exactly what agent i received (absent: nothing)."""
         models = self.agent_models
         for i, rw in enumerate(sent):
+            if rw is None:
+                continue
             if rw.indices is None:
                 models[i].add_(rw.values.to(models.dtype))
             else:
@@ -149,8 +159,8 @@ class Server:
         return math.nan, math.nan
 
     def dense_bytes(self) -> int:
-        """What this round's rewards would have cost, every one sent dense."""
-        return dense_reward_bytes(self.dim) * self.n if self.strategy.communicates else 0
+        """What this round's rewards would have cost, every one (to a present agent) sent dense."""
+        return dense_reward_bytes(self.dim) * int(self.present.sum()) if self.strategy.communicates else 0
 
     def account(self, decision: Decision | None, stats: list[RoundStats]) -> None:
         led, totals = self.transport.ledger, self.totals
@@ -169,16 +179,18 @@ class Server:
         rows = []
         for i, s in enumerate(stats):
             rw = step.rewards[i] if step is not None else None
+            here = bool(self.present[i])  # absent: no ψ or q this round (r is carried), no bytes
             rows.append({
                 "round": t, "agent": i + 1,
-                "psi": _at(step.psi if step else None, i), "r": _at(step.r if step else None, i),
-                "cgsv_r": _at(decision.cgsv_r if decision else None, i), "q": _at(step.q if step else None, i),
-                "upload_norm": _at(decision.upload_norm if decision else None, i),
+                "psi": _at(step.psi if step and here else None, i), "r": _at(step.r if step else None, i),
+                "cgsv_r": _at(decision.cgsv_r if decision else None, i),
+                "q": _at(step.q if step and here else None, i),
+                "upload_norm": _at(decision.upload_norm if decision and here else None, i),
                 "density": rw.density(dim) if rw is not None else 0.0,
                 "k": (dim if rw.indices is None else rw.indices.numel()) if rw is not None else 0,
                 "encoding": decision.encodings[i] if decision else "", "bytes_up": led.up[i],
                 "bytes_down": led.down[i], "bytes_recv": int(s.bytes_recv),
-                "valid": int(bool(decision.valid[i])) if decision else 1,
+                "valid": int(bool(decision.valid[i])) if decision else 1, "present": int(here),
                 "test_acc": s.test_acc, "test_loss": s.test_loss, "local_acc": s.local_acc,
                 "local_loss": s.local_loss, "train_loss": s.train_loss, "shard_loss": s.shard_loss,
                 "dist_to_server": dists[i], "train_s": s.train_s})
@@ -233,7 +245,7 @@ class Server:
         else:
             what = f"died in round {t}: its connection closed while the server waited for its {e.what}"
         last = self.checkpointer.describe_last() if self.checkpointer is not None else "no checkpoints"
-        return f"agent {e.rank} (rank {e.rank}) {what}; {last}"
+        return f"agent {e.agent} (rank {e.rank}) {what}; {last}"
 
     def finish(self) -> dict[str, Any]:
         if self.last_eval is None:

@@ -39,6 +39,16 @@ def flatten_parameters(model: nn.Module) -> torch.Tensor:
     return flat
 
 
+def point_parameters(model: nn.Module, flat: torch.Tensor) -> None:
+    """Make each parameter of ``model`` a view of ``flat`` (same layout as :func:`flatten_parameters`):
+    a rank's one model becomes agent i's by pointing it at agent i's vector, nothing copied."""
+    offset = 0
+    for p in model.parameters():
+        n = p.numel()
+        p.data = flat[offset:offset + n].view_as(p)
+        offset += n
+
+
 def to_model(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """An input batch on the model's device, and in its precision if the batch is floating point
     (images; token ids stay integers)."""

@@ -5,11 +5,18 @@ mean (upload rows, reward payloads, round statistics) is :mod:`fedfair.runtime.w
 what to do with them is the server's and the agents'. torch.distributed counts no bytes, so
 every byte is counted here, where it is sent:
 
+Agent i lives on rank ``host(i)`` (:mod:`fedfair.runtime.placement`; rank i when every agent
+has its own rank). Every message of agent i carries the tag i, so a rank hosting many agents
+still sends each agent's messages separately and the ledger counts each agent's own bytes:
+
 - upload: agent i sends one fixed-size float32 row; the server receives all rows with irecv
-  straight into one preallocated N x row tensor (the buffer fixes the size: no header).
-- reward: the server sends agent i a size header, then agent i's own payload. Nobody else's
-  payload ever goes to agent i.
+  (from host(i), tag i) straight into one preallocated N x row tensor (the buffer fixes the
+  size: no header). Uploads are never batched, so no header is shared between agents.
+- reward: the server sends agent i a size header, then agent i's own payload (tag i). Nobody
+  else's payload ever goes to agent i, and its host decodes it into agent i's vector only.
 - stats: after every round each agent sends its round statistics, counted as control bytes.
+
+Absent agents (``run.participation`` < 1) send no upload and get no reward that round.
 
 No collective carries model data: all_gather would hand every upload to every agent.
 
@@ -42,8 +49,10 @@ class PeerFailure(RuntimeError):
     connection closed; a wait that fails at its deadline means the peer was silent.
     """
 
-    def __init__(self, rank: int, what: str, kind: Literal["timeout", "closed"], detail: str) -> None:
+    def __init__(self, rank: int, what: str, kind: Literal["timeout", "closed"], detail: str,
+                 agent: int | None = None) -> None:
         self.rank = rank
+        self.agent = rank if agent is None else agent  # the agent whose message failed (its host: rank)
         self.what = what
         self.kind = kind
         super().__init__(f"rank {rank}: {what}: {detail.splitlines()[0] if detail else ''}")
@@ -63,15 +72,15 @@ class RunAborted(RuntimeError):
 Request = dist.Work
 
 
-def _post(op: Callable[[torch.Tensor, int], Request], tensor: torch.Tensor, peer: int, what: str) -> Request:
+def _post(op: Callable[..., Request], tensor: torch.Tensor, peer: int, what: str, tag: int = 0) -> Request:
     """dist.isend / dist.irecv; posting fails at once when the peer's connection is already closed."""
     try:
-        return op(tensor, peer)
+        return op(tensor, peer, tag=tag)
     except RuntimeError as e:
-        raise PeerFailure(peer, what, "closed", str(e)) from None
+        raise PeerFailure(peer, what, "closed", str(e), agent=tag or None) from None
 
 
-def _wait(req: Request, peer: int, what: str, deadline: float | None) -> None:
+def _wait(req: Request, peer: int, what: str, deadline: float | None, agent: int | None = None) -> None:
     """Wait for ``req`` until the ``time.monotonic()`` deadline (None: for ever)."""
     try:
         if deadline is None:
@@ -80,21 +89,21 @@ def _wait(req: Request, peer: int, what: str, deadline: float | None) -> None:
             req.wait(timedelta(seconds=max(deadline - time.monotonic(), 1e-3)))
     except RuntimeError as e:
         expired = deadline is not None and time.monotonic() >= deadline - EXPIRY_SLACK_S
-        raise PeerFailure(peer, what, "timeout" if expired else "closed", str(e)) from None
+        raise PeerFailure(peer, what, "timeout" if expired else "closed", str(e), agent=agent) from None
 
 
 def _deadline(timeout_s: float | None) -> float | None:
     return None if timeout_s is None else time.monotonic() + timeout_s
 
 
-def _wait_all(reqs: list[tuple[int, Request]], what: str, timeout_s: float | None,
+def _wait_all(reqs: list[tuple[int, int, Request]], what: str, timeout_s: float | None,
               on_done: Callable[[int], None] | None = None) -> None:
-    """Wait for every (peer, request) with one shared deadline; ``on_done(peer)`` after each."""
+    """Wait for every (agent, rank, request) with one shared deadline; ``on_done(agent)`` after each."""
     deadline = _deadline(timeout_s)
-    for peer, req in reqs:
-        _wait(req, peer, what, deadline)
+    for agent, peer, req in reqs:
+        _wait(req, peer, what, deadline, agent)
         if on_done is not None:
-            on_done(peer)
+            on_done(agent)
 
 
 def nbytes(t: torch.Tensor) -> int:
@@ -129,10 +138,15 @@ def _staged(t: torch.Tensor, wire: torch.device) -> torch.Tensor:
 
 
 class ServerTransport:
-    """The server's end: receive uploads into one buffer, send each agent its own reward."""
+    """The server's end: receive uploads into one buffer, send each agent its own reward.
 
-    def __init__(self, agents: int, row_size: int, device: torch.device, timeout_s: float | None = None) -> None:
+    ``hosts[i - 1]`` is the rank of agent i (``placement.host_ranks``; default: rank i).
+    """
+
+    def __init__(self, agents: int, row_size: int, device: torch.device, timeout_s: float | None = None,
+                 hosts: list[int] | None = None) -> None:
         self.agents = agents
+        self.hosts = hosts or list(range(1, agents + 1))
         self.timeout_s = timeout_s
         self.ledger = Ledger(agents)
         self.device = device
@@ -140,48 +154,61 @@ class ServerTransport:
         self.uploads = torch.empty(agents, row_size, dtype=WIRE_DTYPE, device=wire)
         self.stats = torch.empty(agents, STATS_SIZE, dtype=torch.float64, device=wire)
 
-    def _receive_rows(self, buffer: torch.Tensor, what: str, counter: list[int]) -> torch.Tensor:
-        """Row i of ``buffer`` from agent i + 1, all concurrently; counted into ``counter``."""
-        reqs = [(i + 1, _post(dist.irecv, buffer[i], i + 1, what)) for i in range(self.agents)]
+    def _receive_rows(self, buffer: torch.Tensor, what: str, counter: list[int],
+                      present: list[int] | None = None) -> torch.Tensor:
+        """Row i - 1 of ``buffer`` from agent i (for i in ``present``, default all), concurrently;
+        counted into ``counter``. Rows of agents not present are left as they are."""
+        agents = present if present is not None else range(1, self.agents + 1)
+        reqs = [(i, self.hosts[i - 1], _post(dist.irecv, buffer[i - 1], self.hosts[i - 1], what, tag=i))
+                for i in agents]
 
-        def count(peer: int) -> None:
-            counter[peer - 1] += nbytes(buffer[peer - 1])
+        def count(agent: int) -> None:
+            counter[agent - 1] += nbytes(buffer[agent - 1])
 
         _wait_all(reqs, what, self.timeout_s, count)
         return buffer.cpu()  # the server works on the host (a no-op for gloo)
 
-    def receive_uploads(self) -> torch.Tensor:
-        """All agents' upload rows, received concurrently into the preallocated N x row tensor."""
-        return self._receive_rows(self.uploads, "upload", self.ledger.up)
+    def receive_uploads(self, present: list[int] | None = None) -> torch.Tensor:
+        """The upload rows of the present agents (default all), received concurrently into the
+        preallocated N x row tensor; the rows of absent agents are zero."""
+        if present is not None and len(present) < self.agents:
+            self.uploads.zero_()
+        return self._receive_rows(self.uploads, "upload", self.ledger.up, present)
 
-    def send_rewards(self, payloads: list[torch.Tensor]) -> None:
-        """Agent i gets a size header and then payloads[i] (uint8), nothing else."""
+    def send_rewards(self, payloads: list[torch.Tensor | None]) -> None:
+        """Agent i gets a size header and then payloads[i - 1] (uint8), nothing else (None: nothing)."""
         reqs = []
-        for i, payload in enumerate(payloads):
+        for i, payload in enumerate(payloads, start=1):
+            if payload is None:
+                continue
+            host = self.hosts[i - 1]
             header = torch.tensor([payload.numel()], dtype=SIZE_HEADER_DTYPE, device=self.wire)
             payload = _staged(payload, self.wire).contiguous()
-            reqs.append((i + 1, _post(dist.isend, header, i + 1, "reward")))
-            reqs.append((i + 1, _post(dist.isend, payload, i + 1, "reward")))
-            self.ledger.down[i] += nbytes(header) + nbytes(payload)
+            reqs.append((i, host, _post(dist.isend, header, host, "reward", tag=i)))
+            reqs.append((i, host, _post(dist.isend, payload, host, "reward", tag=i)))
+            self.ledger.down[i - 1] += nbytes(header) + nbytes(payload)
         _wait_all(reqs, "reward", self.timeout_s)
 
     def receive_stats(self) -> torch.Tensor:
-        """Every agent's round statistics (N x STATS_SIZE float64)."""
+        """Every agent's round statistics (N x STATS_SIZE float64), absent agents' too."""
         return self._receive_rows(self.stats, "round statistics", self.ledger.ctrl)
 
 
 class AgentTransport:
-    """An agent's end: send its upload and stats to the server, receive its own reward."""
+    """Agent i's end (on its host rank): send its upload and stats to the server, receive its own
+    reward; every message tagged i. Counts the bytes agent i sent and received."""
 
-    def __init__(self, timeout_s: float | None = None, device: torch.device = torch.device("cpu")) -> None:
+    def __init__(self, timeout_s: float | None = None, device: torch.device = torch.device("cpu"),
+                 agent: int = 0) -> None:
         self.wire = wire_device(device)
+        self.agent = agent
         self.sent = 0
         self.received = 0
         # the reward comes after every agent's training and the server's step: allow twice the timeout
         self.timeout_s = None if timeout_s is None else 2 * timeout_s
 
-    def _exchange(self, op: Callable[[torch.Tensor, int], Request], tensor: torch.Tensor, what: str) -> None:
-        _wait(_post(op, tensor, 0, what), 0, what, _deadline(self.timeout_s))
+    def _exchange(self, op: Callable[..., Request], tensor: torch.Tensor, what: str) -> None:
+        _wait(_post(op, tensor, 0, what, tag=self.agent), 0, what, _deadline(self.timeout_s), self.agent)
 
     def send_upload(self, row: torch.Tensor) -> None:
         row = _staged(row, self.wire).contiguous()

@@ -42,13 +42,26 @@ class RoundInput:
     server_model: torch.Tensor     # D, the server's w before this round
     agent_models: torch.Tensor     # N x D, the server's exact copy of each agent's model
     lr: float                      # this round's learning rate
+    present: torch.Tensor | None = None
+    """N bool: the agents sampled this round (run.participation); None = everyone. Rows of absent
+    agents in ``updates`` are zero; a strategy that supports partial participation gives them no
+    weight and no reward (``None`` in ``ServerStep.rewards``)."""
+
+    @property
+    def partial(self) -> bool:
+        """True when some agent is absent this round."""
+        return self.present is not None and not bool(self.present.all())
+
+    def contributing(self) -> torch.Tensor:
+        """N bool: uploads that count this round (valid, and present)."""
+        return self.valid if not self.partial else self.valid & self.present
 
 
 @dataclass
 class ServerStep:
     """A strategy's decision for one round."""
     server_delta: torch.Tensor | None   # w <- w + server_delta (None: w unchanged)
-    rewards: list[Reward]
+    rewards: list[Reward | None]        # None: nothing for that agent (absent this round)
     psi: torch.Tensor | None = None     # per-agent round value (method-specific), logged
     r: torch.Tensor | None = None       # per-agent importance / reputation, logged
     q: torch.Tensor | None = None       # per-agent reward fraction, logged
@@ -148,15 +161,18 @@ def size_weights(ctx: ServerContext, valid: torch.Tensor) -> torch.Tensor:
     return sizes / total if total > 0 else sizes
 
 
-def model_rewards(inp: RoundInput, steps: torch.Tensor | list[torch.Tensor]) -> list[Reward]:
+def model_rewards(inp: RoundInput, steps: torch.Tensor | list[torch.Tensor]) -> list[Reward | None]:
     """Dense rewards that move agent i to w + steps[i] (w = the server model before the round).
 
     The reward is "the new model minus yours", written as steps[i] + (w - w_i): when agent i
-    already holds w (FedAvg, q-FFL: always), the second term is exactly zero and the agent
+    already holds w (FedAvg, q-FFL: always, with everyone present), the second term is exactly zero and the agent
     ends bit-for-bit on the server's new model w + step, as the server does.
     """
-    rewards = []
+    rewards: list[Reward | None] = []
     for i in range(inp.agent_models.shape[0]):
+        if inp.partial and not bool(inp.present[i]):
+            rewards.append(None)  # absent: receives nothing; its gap is closed when it is next present
+            continue
         gap = inp.server_model - inp.agent_models[i]
         step = steps[i]
         rewards.append(Reward(None, step.clone() if not bool(gap.any()) else step + gap))

@@ -5,6 +5,10 @@ Each round: normalise uploads to norm Gamma (or clip them at Gamma, or keep them
 the previous round (data-size weights in round 1), value each agent by the cosine of its
 upload with the aggregate, update the moving-average importance r, and send agent i the
 top q_i share of the aggregate, q_i = tanh(beta r_i) / max_j tanh(beta r_j).
+
+With absent agents (run.participation < 1; docs/participation.md): the aggregate is a convex
+combination of the present uploads (r renormalised over the present), only the present move
+their r (absent r carried), and q is computed over the present (max over present j).
 """
 from __future__ import annotations
 
@@ -28,13 +32,18 @@ class CGSV(Strategy):
         self.size_weights = sizes / sizes.sum()
 
     def aggregation_weights(self, inp: RoundInput) -> torch.Tensor:
-        """Round 1: a_i = |D_i| / sum |D|; later a_i = r_i. Rejected uploads weigh 0."""
+        """Round 1: a_i = |D_i| / sum |D|; later a_i = r_i. Rejected uploads weigh 0. With absent
+        agents: a_i = r_i / sum over present j of r_j (sizes likewise) for the present, 0 for the
+        absent: a convex combination of the present uploads."""
         a = self.size_weights if inp.round == 1 else self.r
+        if inp.partial:
+            a = torch.where(inp.present, a, torch.zeros_like(a))
+            a = a / a.sum() if bool(a.sum() > 0) else inp.present.to(a.dtype) / int(inp.present.sum())
         return torch.where(inp.valid, a, torch.zeros_like(a))
 
     def fractions(self, psi: torch.Tensor, inp: RoundInput, aggregate: torch.Tensor) -> torch.Tensor:
         """The share q_i of the aggregate that agent i receives (DW and EU override this)."""
-        return reward_fractions(self.r, self.mechanism.beta)
+        return reward_fractions(self.r, self.mechanism.beta, inp.present)
 
     def value(self, inp: RoundInput) -> tuple[torch.Tensor, torch.Tensor]:
         """Steps 1-4 of the round: the aggregate u_N and ψ, and r moved by ψ (returns u_N, ψ)."""
@@ -42,18 +51,22 @@ class CGSV(Strategy):
         aggregate, psi = cgsv_approx(inp.updates, self.aggregation_weights(inp).to(inp.updates.dtype),
                                      **normalisation(m, inp.round))
         psi = torch.where(inp.valid, psi.to(torch.float64), torch.zeros((), dtype=torch.float64))
-        self.r = update_importance(self.r, psi, m.alpha, m.r_min)
+        self.r = update_importance(self.r, psi, m.alpha, m.r_min, inp.present)
         return aggregate, psi
 
     def server_step(self, inp: RoundInput) -> ServerStep:
         m = self.mechanism
         aggregate, psi = self.value(inp)
         q = self.fractions(psi, inp, aggregate)
-        if math.isinf(m.beta):  # no sparsification: everyone gets the full aggregate
-            rewards = [Reward(None, aggregate) for _ in range(self.ctx.agents)]
+        here = range(self.ctx.agents) if not inp.partial else inp.present.nonzero().flatten().tolist()
+        if math.isinf(m.beta):  # no sparsification: everyone (present) gets the full aggregate
+            sent = [Reward(None, aggregate) for _ in here]
         else:
-            masks = reward_masks(aggregate, q, m.mask_scope, self.ctx.layer_sizes)
-            rewards = [Reward(i, v) for i, v in masks]
+            sent = [Reward(i, v) for i, v in reward_masks(aggregate, q[list(here)] if inp.partial else q,
+                                                          m.mask_scope, self.ctx.layer_sizes)]
+        rewards: list[Reward | None] = [None] * self.ctx.agents
+        for i, rw in zip(here, sent):
+            rewards[i] = rw
         return ServerStep(server_delta=aggregate, rewards=rewards, psi=psi, r=self.r.clone(), q=q)
 
     def state_dict(self) -> dict:

@@ -59,7 +59,7 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
             one m5cla t4 clip --grid data.cla_pool=capped ;;
     diag) for rr in "ref eps" "t4 clip"; do set -- $rr  # CGSV again, with agents.csv's upload_norm (same seed: same run)
             $py -m fedfair.sweep --config configs/mnist_5_cla.toml --grid mechanism.method=cgsv $(regime $1 0.15) \
-              $(agg $2) --out-dir logs/regimes-diag $fixed; done ;;
+              $(agg $2) --out-dir logs/regimes/m5cla-norms $fixed; done ;;
     seeds) for a in eps clip; do one m5cla ref $a --grid run.seed=1,2; one m5cla t4 $a --grid run.seed=1,2; done ;;
   esac
 }
