@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     for setting in sorted(runs["setting"].unique()):
         r_figure(runs, setting, args.out / f"fig_r_{setting}.png")
     for _, run in runs[runs["method"] == "cgsv"].iterrows():
-        agg = aggregation(run).replace(" ", "").replace("ε=", "eps").replace(",", "-").replace("Γ", "G")
+        agg = "".join(c for c in aggregation(run).replace("ε=", "eps").replace(",", "-").replace("Γ", "G")
+                      if c.isalnum() or c in ".-")
         norm_figure(run, args.out / f"fig_norms_{run['setting']}_lr{run['lr']:g}_{agg}_s{run['seed']}.png")
     print(f"wrote {args.out / 'regimes.md'} ({len(t)} CGSV runs)")
     return 0
