@@ -108,6 +108,10 @@ def test_hosted_agents_receive_exactly_their_own_rewards(runs, name):
         assert agent["received"] == sum(int(r["bytes_down"]) for r in mine)
         assert all(int(r["bytes_up"]) == 4 * dim for r in mine)
         np.testing.assert_array_equal(agent["w"], server["agent_models"][i - 1])
+    s = json.loads((tmp / name / "summary.json").read_text())  # per-agent bytes in the summary, too
+    assert s["bytes_down_by_agent"] == [agent["received"] for agent in agents]
+    assert s["bytes_up_by_agent"] == [ROUNDS * 4 * dim] * AGENTS
+    assert sum(s["bytes_down_by_agent"]) == s["bytes_down"] and sum(s["bytes_up_by_agent"]) == s["bytes_up"]
     last = [r for r in logged if int(r["round"]) == ROUNDS]
     assert len({r["q"] for r in last}) == AGENTS  # the rewards differ, so the check tells agents apart
 

@@ -10,7 +10,7 @@ import csv
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -140,6 +140,15 @@ class Totals:
     bytes_down_dense: int = 0      # what bytes_down would be with every reward dense
     bytes_ctrl: int = 0            # round statistics
     validation_passes: int = 0     # evaluations on the server's validation set (cffl, eci)
+    bytes_up_by_agent: list[int] = field(default_factory=list)    # agent i's uploads, i = 1..N
+    bytes_down_by_agent: list[int] = field(default_factory=list)  # agent i's rewards as sent to it
+
+    def add_agent_bytes(self, up: list[int], down: list[int]) -> None:
+        """Add one round's per-agent ledger (a checkpoint from before these fields starts at 0)."""
+        if len(self.bytes_up_by_agent) != len(up):
+            self.bytes_up_by_agent, self.bytes_down_by_agent = [0] * len(up), [0] * len(down)
+        self.bytes_up_by_agent = [a + int(b) for a, b in zip(self.bytes_up_by_agent, up)]
+        self.bytes_down_by_agent = [a + int(b) for a, b in zip(self.bytes_down_by_agent, down)]
 
 
 def _no_nan(v: Any) -> Any:
@@ -185,6 +194,7 @@ def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: fl
         "overhead_ratio": t.mechanism_s / t.train_s if t.train_s > 0 else None,
         "bytes_up": int(t.bytes_up), "bytes_down": int(t.bytes_down),
         "bytes_down_dense": int(t.bytes_down_dense), "bytes_ctrl": int(t.bytes_ctrl),
+        "bytes_up_by_agent": list(t.bytes_up_by_agent), "bytes_down_by_agent": list(t.bytes_down_by_agent),
         "wall_s": wall_s,
         "reference_key": reference_key(cfg),
     }

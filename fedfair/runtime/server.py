@@ -170,6 +170,7 @@ class Server:
         totals.bytes_down += sum(led.down)
         totals.bytes_down_dense += self.dense_bytes()
         totals.bytes_ctrl += sum(led.ctrl)
+        totals.add_agent_bytes(led.up, led.down)
 
     def agent_rows(self, t: int, decision: Decision | None, stats: list[RoundStats]) -> list[dict[str, Any]]:
         """agents.csv's rows of round t (logs.AGENT_COLUMNS)."""
