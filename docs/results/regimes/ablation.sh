@@ -41,6 +41,13 @@ one() {  # setting regime aggregation [extra --grid ...]
     $(regime "$r" "$(t4lr "$s")") $(agg "$a") "$@" --out-dir "logs/regimes/$s" $fixed
 }
 
+only() {  # method setting regime aggregation [extra --grid ...]: one method instead of the pair
+  local m=$1 s=$2 r=$3 a=$4; shift 4
+  echo "== $(date +%T) $s $r $a $m $*"
+  $py -m fedfair.sweep --config "$(config "$s")" --grid mechanism.method=$m \
+    $(regime "$r" "$(t4lr "$s")") $(agg "$a") "$@" --out-dir "logs/regimes/$s" $fixed
+}
+
 stage() {  # a named stage, or one run pair written setting:regime:aggregation (e.g. m5cla:t4:clip)
   if [[ "$1" == *:*:* ]]; then IFS=: read -r s r a <<< "$1"; one "$s" "$r" "$a"; return; fi
   case "$1" in
@@ -60,7 +67,9 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
     diag) for rr in "ref eps" "t4 clip"; do set -- $rr  # CGSV again, with agents.csv's upload_norm (same seed: same run)
             $py -m fedfair.sweep --config configs/mnist_5_cla.toml --grid mechanism.method=cgsv $(regime $1 0.15) \
               $(agg $2) --out-dir logs/regimes/m5cla-norms $fixed; done ;;
-    seeds) for a in eps clip; do one m5cla ref $a --grid run.seed=1,2; one m5cla t4 $a --grid run.seed=1,2; done ;;
+    seeds) for sd in 1 2; do  # the runs the conclusion rests on, seeds 1 and 2: pairs where IR is read, CGSV alone else
+             one m5cla ref eps --grid run.seed=$sd; one m5cla t4 clip --grid run.seed=$sd
+             only cgsv m5cla ref exact --grid run.seed=$sd; only cgsv m5cla t4 eps --grid run.seed=$sd; done ;;
   esac
 }
 
