@@ -19,7 +19,7 @@ def fake(root, name, method, acc, r, *overrides):
     d.mkdir(parents=True)
     (d / "config.toml").write_text(to_toml(cfg))
     (d / "summary.json").write_text(json.dumps({
-        "method": method, "seed": 0, "rounds": 2, "final_acc": acc, "final_r": r, "server_acc": max(acc),
+        "method": method, "seed": cfg.run.seed, "rounds": 2, "final_acc": acc, "final_r": r, "server_acc": max(acc),
         "rho": None, "rho_r": None, "reference_key": reference_key(cfg), "wall_s": 1.0}))
     with open(d / "agents.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -76,3 +76,26 @@ def test_norm_figure_only_for_runs_that_logged_upload_norms(tmp_path):
     assert regimes.norm_figure(runs.loc["new"], tmp_path / "new.png") and (tmp_path / "new.png").stat().st_size > 0
     assert regimes.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     assert [p.name for p in (tmp_path / "out").glob("fig_norms_*")] == ["fig_norms_m3cla_lr0.15_clipatG_s0.png"]
+
+
+def test_over_seeds_mean_and_sd_by_hand(tmp_path):
+    # two seeds of one configuration, each paired with its own seed's standalone; one single-seed run
+    for seed, acc, r in ((0, [0.8, 0.85, 0.88], [0.2, 0.5, 0.3]), (1, [0.7, 0.8, 0.95], [0.1, 0.2, 0.7])):
+        fake(tmp_path, f"sa{seed}", "standalone", [0.5, 0.7, 0.9], [math.nan] * 3, "mechanism.normalize=clip",
+             f"run.seed={seed}")
+        fake(tmp_path, f"cg{seed}", "cgsv", acc, r, "mechanism.normalize=clip", f"run.seed={seed}")
+    fake(tmp_path, "cg-exact", "cgsv", [0.8, 0.8, 0.9], [0.1, 0.2, 0.7], "mechanism.eps=0")
+    s = regimes.over_seeds(regimes.table(regimes.load_runs([tmp_path])))
+    assert len(s) == 1  # the single-seed configuration is not summarised
+    row = s.iloc[0]
+    assert row["seeds"] == "0,1" and row["r_orders"] == "1<3<2 ; 1<2<3"
+    # server accuracy = max(acc) in the fakes: 88 and 95 -> mean 91.5, sd |88 - 95| / sqrt(2)
+    assert row["server_acc"] == pytest.approx(91.5) and row["server_acc_sd"] == pytest.approx(7 / math.sqrt(2))
+    # tau: 1/3 (seed 0, see above) and 1 (seed 1); best gain: 88 - 90 = -2 and 95 - 90 = +5
+    assert row["tau_r"] == pytest.approx(2 / 3) and row["best_gain"] == pytest.approx(1.5)
+    # worst gain: min(80-50, 85-70, 88-90) = -2 and min(70-50, 80-70, 95-90) = +5
+    assert row["worst_gain"] == pytest.approx(1.5) and row["worst_gain_sd"] == pytest.approx(7 / math.sqrt(2))
+    assert math.isnan(row["rho_r"]) and row["rho_r_n"] == 0
+    assert regimes.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "regimes.md").read_text()
+    assert "| m3cla | 0.15 (0.977) | clip at Γ | float32 | full | 0,1 | 91.5 ± 4.9 |" in md
