@@ -59,6 +59,8 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
     rest) for s in m10cla m5noise; do one $s ref decay; one $s t4 decay;
             for a in eps exact clip none decay; do one $s mid $a; done; done ;;
     float64) only cgsv m5cla ref eps --grid train.dtype=float64 ;;  # CGSV only: ~8x the time of float32
+    fedavg) for r in ref t4; do only fedavg m5cla $r eps; done ;;  # accuracy to compare with (raw mean: the
+                                                                      # aggregation settings do not apply)
     capped-ref) one m5cla ref eps --grid data.cla_pool=capped ;;
     refcfg) for m in standalone cgsv; do  # configs/reference/mnist_5_cla.toml exactly as written
               $py -m fedfair.sweep --config configs/reference/mnist_5_cla.toml --grid mechanism.method=$m \
