@@ -5,6 +5,7 @@ import csv
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from fedfair.config import load_config, to_toml
@@ -47,9 +48,14 @@ def test_regimes_table_by_hand(tmp_path):
     assert clip["rho"] == pytest.approx(want)
     assert clip["best_gain"] == pytest.approx(-2.0) and clip["worst_gain"] == pytest.approx(-2.0)
     assert math.isnan(exact["rho"]) and math.isnan(exact["best_gain"])  # pandas holds None as NaN
+    assert pd.isna(clip["fedavg_server"])  # no FedAvg run yet
+    # FedAvg of the same data and training (its aggregation settings do not matter: raw mean)
+    fake(tmp_path, "fa", "fedavg", [0.93, 0.93, 0.93], [1 / 3] * 3, "mechanism.eps=0.5")
+    t = regimes.table(regimes.load_runs([tmp_path])).set_index("run")
+    assert t.loc["cg", "fedavg_server"] == pytest.approx(93.0) and t.loc["cg2", "fedavg_server"] == pytest.approx(93.0)
     assert regimes.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     md = (tmp_path / "out" / "regimes.md").read_text()
-    assert "| 0.15 (0.977) | clip at Γ | float32 | full | 0 | 80.0 / 85.0 / 88.0 |" in md
+    assert "| 0.15 (0.977) | clip at Γ | float32 | full | 0 | 80.0 / 85.0 / 88.0 | 88.0 | 93.0 |" in md
 
 
 def test_contribution_order_with_label_noise():
@@ -98,4 +104,4 @@ def test_over_seeds_mean_and_sd_by_hand(tmp_path):
     assert math.isnan(row["rho_r"]) and row["rho_r_n"] == 0
     assert regimes.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     md = (tmp_path / "out" / "regimes.md").read_text()
-    assert "| m3cla | 0.15 (0.977) | clip at Γ | float32 | full | 0,1 | 91.5 ± 4.9 |" in md
+    assert "| m3cla | 0.15 (0.977) | clip at Γ | float32 | full | 0,1 | 91.5 ± 4.9 | – |" in md

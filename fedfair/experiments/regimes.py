@@ -100,6 +100,9 @@ def kendall_tau(x: list[float], y: list[float]) -> float | None:
 def table(runs: pd.DataFrame) -> pd.DataFrame:
     """CGSV runs with their standalone reference and the fairness measures."""
     alone = runs[runs["method"] == REFERENCE].drop_duplicates("reference_key").set_index("reference_key")
+    # FedAvg averages raw updates, so the aggregation settings do not apply: match on data and training
+    match = ["setting", "seed", "lr", "lr_decay", "dtype", "cla_pool"]
+    fedavg = {tuple(r[k] for k in match): r["server_acc"] for _, r in runs[runs["method"] == "fedavg"].iterrows()}
     out = []
     for _, row in runs[runs["method"] == "cgsv"].iterrows():
         ref = alone["final_acc"].get(row["reference_key"])
@@ -111,6 +114,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
             "aggregation": aggregation(row), "dtype": row["dtype"], "cla_pool": row["cla_pool"],
             "acc": " / ".join(f"{100 * a:.1f}" for a in row["final_acc"]),
             "mean_acc": 100 * float(np.mean(row["final_acc"])), "server_acc": 100 * row["server_acc"],
+            "fedavg_server": (lambda v: None if v is None else 100 * v)(fedavg.get(tuple(row[k] for k in match))),
             "standalone": None if ref is None else " / ".join(f"{100 * a:.1f}" for a in ref),
             "r": " / ".join(f"{x:.3f}" for x in row["final_r"]),
             "r_order": "<".join(str(i + 1) for i in np.argsort(row["final_r"], kind="stable")),
@@ -124,7 +128,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).sort_values(cols).reset_index(drop=True) if out else pd.DataFrame(out)
 
 
-SEED_COLUMNS = {"server_acc": ("server", 1), "mean_acc": ("mean acc", 1), "tau_r": ("τ(r, contrib.)", 2),
+SEED_COLUMNS = {"server_acc": ("server", 1), "fedavg_server": ("FedAvg server", 1), "mean_acc": ("mean acc", 1), "tau_r": ("τ(r, contrib.)", 2),
                 "rho": ("ρ", 1), "rho_r": ("ρ_r", 1), "best_gain": ("best agent vs alone", 1),
                 "worst_gain": ("worst agent vs alone", 1)}
 
@@ -174,15 +178,15 @@ def fmt(v: Any, digits: int = 1) -> str:
 
 
 def markdown(t: pd.DataFrame) -> str:
-    head = ("| lr (decay) | aggregation | dtype | pool | seed | CGSV acc per agent | server | standalone | "
+    head = ("| lr (decay) | aggregation | dtype | pool | seed | CGSV acc per agent | server | FedAvg server | standalone | "
             "final r | r order | τ(r, contrib.) | ρ | ρ_r | best agent vs alone | worst agent vs alone |")
     lines = []
     for setting, group in t.groupby("setting", sort=False):
-        lines += [f"### {setting}", "", head, "|" + "---|" * 15]
+        lines += [f"### {setting}", "", head, "|" + "---|" * 16]
         for _, r in group.iterrows():
             lines.append(
                 f"| {r['lr']:g} ({r['lr_decay']:g}) | {r['aggregation']} | {r['dtype']} | {r['cla_pool']} | "
-                f"{r['seed']} | {r['acc']} | {fmt(r['server_acc'])} | {r['standalone'] or '–'} | {r['r']} | "
+                f"{r['seed']} | {r['acc']} | {fmt(r['server_acc'])} | {fmt(r['fedavg_server'])} | {r['standalone'] or '–'} | {r['r']} | "
                 f"{r['r_order']} | {fmt(r['tau_r'], 2)} | {fmt(r['rho'])} | {fmt(r['rho_r'])} | "
                 f"{fmt(r['best_gain'])} | {fmt(r['worst_gain'])} |")
         lines.append("")
