@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import Config, run_identity
+from .logs import atomic_write_text
 
 SERVER_FILE = "server.pt"
 MARKER = "COMPLETE"
@@ -72,15 +73,6 @@ def atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _unlink(path: Path) -> None:
     try:
         path.unlink()
@@ -117,7 +109,7 @@ class Checkpointer:
         d.mkdir(parents=True, exist_ok=True)
         atomic_save({"round": t, "rank": self.rank, "config": compat_config(self.cfg), **state}, d / SERVER_FILE)
         files = [SERVER_FILE] + [agent_file(i) for i in range(1, self.cfg.data.agents + 1)]
-        _atomic_text(d / MARKER, json.dumps({"round": t, "files": files}) + "\n")
+        atomic_write_text(d / MARKER, json.dumps({"round": t, "files": files}) + "\n", durable=True)
         self.prune()
 
     def save_agents(self, t: int, states: dict[int, dict[str, Any]]) -> None:

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from ..config import Config
 from ..data.party_files import (COUNTS, PRESENT, RANK, SAMPLES, SHA, TEST_SHA, FileProblem, PartyData, agent_path,
                           check_summary, load_party_data, summary_path)
+from .logs import atomic_write_text
 from .placement import hosted_agents
 
 RECORD = "data_files.json"
@@ -80,7 +81,5 @@ def write_record(cfg: Config, party: PartyData, rows: np.ndarray) -> Path:
               "opened_by_rank": dict(sorted(opened.items(), key=lambda kv: int(kv[0]))), "agents": agents}
     path = cfg.run_dir / RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return path

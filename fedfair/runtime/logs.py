@@ -26,9 +26,16 @@ SERVER_COLUMNS = ["round", "test_acc", "test_loss", "mechanism_s", "train_s", "r
                   "bytes_down", "bytes_down_dense", "rejected"]
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
+    """Write ``text`` to ``path`` so a reader sees the old or the new file, never half of one.
+    The temporary name carries the pid because several ranks may write in one folder; ``durable``
+    also fsyncs before the rename, for files a restart must be able to trust (checkpoint markers)."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
