@@ -116,6 +116,26 @@ def test_hosted_agents_receive_exactly_their_own_rewards(runs, name):
     assert len({r["q"] for r in last}) == AGENTS  # the rewards differ, so the check tells agents apart
 
 
+def test_training_time_is_the_slowest_ranks_sum_of_its_agents(runs):
+    """With several agents per rank they train one after another, so a round's training time (the
+    denominator of overhead_ratio) is the largest per-rank sum of agents.csv's train_s, not the
+    slowest agent's."""
+    tmp, _ = runs
+    hosts = host_ranks(AGENTS, 3)
+    agents = list(csv.DictReader(open(tmp / "three" / "agents.csv")))
+    server = list(csv.DictReader(open(tmp / "three" / "server.csv")))
+    assert len(set(hosts)) == 2 and len(hosts) > 2  # a rank hosts more than one agent
+    total = 0.0
+    for row in server:
+        per_rank = {}
+        for a in agents:
+            if a["round"] == row["round"]:
+                per_rank[hosts[int(a["agent"]) - 1]] = per_rank.get(hosts[int(a["agent"]) - 1], 0.0) + float(a["train_s"])
+        assert float(row["train_s"]) == pytest.approx(max(per_rank.values()), rel=1e-4)
+        total += float(row["train_s"])
+    assert json.loads((tmp / "three" / "summary.json").read_text())["train_s"] == pytest.approx(total, rel=1e-4)
+
+
 def _cli(*args: str, world_size: int) -> subprocess.CompletedProcess:
     env = dict(os.environ, RANK="0", WORLD_SIZE=str(world_size), LOCAL_RANK="0")
     return subprocess.run([sys.executable, "-m", "fedfair.run", *args], capture_output=True, text=True, env=env,

@@ -141,7 +141,7 @@ def find_standalone_reference(cfg: Config) -> list[float] | None:
 class Totals:
     """What summary.json adds up over the rounds (checkpointed, so a resumed run continues them)."""
     mechanism_s: float = 0.0       # the strategy's step plus encoding, on the server
-    train_s: float = 0.0           # per round, the slowest agent's local training
+    train_s: float = 0.0           # per round, the slowest rank's local training (its agents in turn)
     bytes_up: int = 0
     bytes_down: int = 0
     bytes_down_dense: int = 0      # what bytes_down would be with every reward dense

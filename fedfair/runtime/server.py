@@ -26,6 +26,7 @@ from .checkpoint import Checkpointer
 from .faults import maybe_fail
 from .logs import RunLog, Totals, summarize
 from .participation import present_agents
+from .placement import host_ranks, world_size_for
 from .training import ValidationSet, evaluate, flatten_parameters, is_eval_round, lr_at
 from .transport import PeerFailure, RunAborted, ServerTransport
 from .wire import WIRE_DTYPE, RoundStats, dense_reward_bytes, encode_reward, split_uploads
@@ -64,6 +65,7 @@ class Server:
         # used for distances and by methods whose reward is "the new model minus yours".
         self.agent_models = self.w.unsqueeze(0).repeat(self.n, 1) if strategy.communicates else None
         self.totals = Totals()
+        self.hosts = host_ranks(self.n, world_size_for(self.n, cfg.run.ranks))  # agent i's rank: hosts[i - 1]
         self.last: dict[str, Any] = {}                 # the last round's rows
         self.last_eval: dict[str, Any] | None = None   # ... of the last evaluation round (the summary's)
         self.shown_acc = (math.nan, math.nan)          # mean agent and server accuracy on the progress bar
@@ -162,10 +164,18 @@ class Server:
         """What this round's rewards would have cost, every one (to a present agent) sent dense."""
         return dense_reward_bytes(self.dim) * int(self.present.sum()) if self.strategy.communicates else 0
 
+    def training_time(self, stats: list[RoundStats]) -> float:
+        """The round's local-training time: the slowest rank's, whose hosted agents train one after
+        another (with one agent per rank, the slowest agent's)."""
+        per_rank: dict[int, float] = {}
+        for host, s in zip(self.hosts, stats):
+            per_rank[host] = per_rank.get(host, 0.0) + s.train_s
+        return max(per_rank.values())
+
     def account(self, decision: Decision | None, stats: list[RoundStats]) -> None:
         led, totals = self.transport.ledger, self.totals
         totals.mechanism_s += decision.mechanism_s if decision is not None else 0.0
-        totals.train_s += max(s.train_s for s in stats)
+        totals.train_s += self.training_time(stats)
         totals.bytes_up += sum(led.up)
         totals.bytes_down += sum(led.down)
         totals.bytes_down_dense += self.dense_bytes()
@@ -204,7 +214,7 @@ class Server:
         rejected = [] if decision is None else [i + 1 for i in range(self.n) if not bool(decision.valid[i])]
         return {"round": t, "test_acc": test_acc, "test_loss": test_loss,
                 "mechanism_s": decision.mechanism_s if decision is not None else 0.0,
-                "train_s": max(s.train_s for s in stats), "round_s": time.perf_counter() - started,
+                "train_s": self.training_time(stats), "round_s": time.perf_counter() - started,
                 "bytes_up": sum(led.up), "bytes_down": sum(led.down), "bytes_down_dense": self.dense_bytes(),
                 "rejected": " ".join(map(str, rejected))}
 
