@@ -56,6 +56,9 @@ def test_regimes_table_by_hand(tmp_path):
     assert regimes.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     md = (tmp_path / "out" / "regimes.md").read_text()
     assert "| 0.15 (0.977) | clip at Γ | float32 | full | 0 | 80.0 / 85.0 / 88.0 | 88.0 | 93.0 |" in md
+    # a run without a standalone reference shows dashes, not "nan"
+    assert "| 0.15 (0.977) | rescale ε=0 | float32 | full | 0 | 80.0 / 80.0 / 90.0 | 90.0 | 93.0 | – |" in md
+    assert "nan" not in md
 
 
 def test_contribution_order_with_label_noise():

@@ -186,7 +186,7 @@ def markdown(t: pd.DataFrame) -> str:
         for _, r in group.iterrows():
             lines.append(
                 f"| {r['lr']:g} ({r['lr_decay']:g}) | {r['aggregation']} | {r['dtype']} | {r['cla_pool']} | "
-                f"{r['seed']} | {r['acc']} | {fmt(r['server_acc'])} | {fmt(r['fedavg_server'])} | {r['standalone'] or '–'} | {r['r']} | "
+                f"{r['seed']} | {r['acc']} | {fmt(r['server_acc'])} | {fmt(r['fedavg_server'])} | {fmt(r['standalone'])} | {r['r']} | "
                 f"{r['r_order']} | {fmt(r['tau_r'], 2)} | {fmt(r['rho'])} | {fmt(r['rho_r'])} | "
                 f"{fmt(r['best_gain'])} | {fmt(r['worst_gain'])} |")
         lines.append("")
