@@ -59,9 +59,10 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
     rest) for s in m10cla m5noise; do one $s ref decay; one $s t4 decay;
             for a in eps exact clip none decay; do one $s mid $a; done; done ;;
     float64) only cgsv m5cla ref eps --grid train.dtype=float64 ;;  # CGSV only: ~8x the time of float32
-    fedavg) for r in ref t4; do only fedavg m5cla $r eps; done ;;  # accuracy to compare with (raw mean: the
+    fedavg) for r in t4 ref; do only fedavg m5cla $r eps; done ;;  # accuracy to compare with (raw mean: the
                                                                       # aggregation settings do not apply)
     capped-ref) one m5cla ref eps --grid data.cla_pool=capped ;;
+    capped-cgsv) only cgsv m5cla ref eps --grid data.cla_pool=capped ;;  # the pool alone: CGSV's r and server
     refcfg) for m in standalone cgsv; do  # configs/reference/mnist_5_cla.toml exactly as written
               $py -m fedfair.sweep --config configs/reference/mnist_5_cla.toml --grid mechanism.method=$m \
                 --out-dir logs/regimes/refcfg run.progress=false comm.timeout_s=900; done ;;
