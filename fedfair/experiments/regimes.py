@@ -285,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     for _, run in runs[runs["method"] == "cgsv"].iterrows():
         agg = "".join(c for c in aggregation(run).replace("ε=", "eps").replace(",", "-").replace("Γ", "G")
                       if c.isalnum() or c in ".-")
-        norm_figure(run, args.out / f"fig_norms_{run['setting']}_lr{run['lr']:g}_{agg}_s{run['seed']}.png")
+        extra = ("" if run["dtype"] == "float32" else f"_{run['dtype']}") + (
+            "" if run["cla_pool"] == "full" else f"_{run['cla_pool']}")  # so such runs do not overwrite each other
+        norm_figure(run, args.out / f"fig_norms_{run['setting']}_lr{run['lr']:g}_{agg}_s{run['seed']}{extra}.png")
     print(f"wrote {args.out / 'regimes.md'} ({len(t)} CGSV runs)")
     return 0
 
