@@ -106,6 +106,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     out = []
     for _, row in runs[runs["method"] == "cgsv"].iterrows():
         ref = alone["final_acc"].get(row["reference_key"])
+        fedavg_acc = fedavg.get(tuple(row[k] for k in match))
         contrib = contribution(row)
         best = int(np.argmax(contrib))
         gaps = None if ref is None else [a - b for a, b in zip(row["final_acc"], ref)]
@@ -114,7 +115,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
             "aggregation": aggregation(row), "dtype": row["dtype"], "cla_pool": row["cla_pool"],
             "acc": " / ".join(f"{100 * a:.1f}" for a in row["final_acc"]),
             "mean_acc": 100 * float(np.mean(row["final_acc"])), "server_acc": 100 * row["server_acc"],
-            "fedavg_server": (lambda v: None if v is None else 100 * v)(fedavg.get(tuple(row[k] for k in match))),
+            "fedavg_server": None if fedavg_acc is None else 100 * fedavg_acc,
             "standalone": None if ref is None else " / ".join(f"{100 * a:.1f}" for a in ref),
             "r": " / ".join(f"{x:.3f}" for x in row["final_r"]),
             "r_order": "<".join(str(i + 1) for i in np.argsort(row["final_r"], kind="stable")),
@@ -128,8 +129,8 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).sort_values(cols).reset_index(drop=True) if out else pd.DataFrame(out)
 
 
-SEED_COLUMNS = {"server_acc": ("server", 1), "fedavg_server": ("FedAvg server", 1), "mean_acc": ("mean acc", 1), "tau_r": ("τ(r, contrib.)", 2),
-                "rho": ("ρ", 1), "rho_r": ("ρ_r", 1), "best_gain": ("best agent vs alone", 1),
+SEED_COLUMNS = {"server_acc": ("server", 1), "fedavg_server": ("FedAvg server", 1), "mean_acc": ("mean acc", 1),
+                "tau_r": ("τ(r, contrib.)", 2), "rho": ("ρ", 1), "rho_r": ("ρ_r", 1), "best_gain": ("best agent vs alone", 1),
                 "worst_gain": ("worst agent vs alone", 1)}
 
 
