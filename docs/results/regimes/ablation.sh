@@ -74,6 +74,7 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
     seeds) for sd in 1 2; do  # the runs the conclusion rests on, seeds 1 and 2: pairs where IR is read, CGSV alone else
              one m5cla ref eps --grid run.seed=$sd; one m5cla t4 clip --grid run.seed=$sd
              only cgsv m5cla ref exact --grid run.seed=$sd; done ;;
+    seeds-noise-clip) for sd in 1 2; do only cgsv m5noise t4 clip --grid run.seed=$sd; done ;;  # CGSV alone: whose r
     seeds-noise) for sd in 1 2; do one m5noise t4 clip --grid run.seed=$sd; one m5noise t4 eps --grid run.seed=$sd; done ;;
     seeds-t4eps) for sd in 1 2; do only cgsv m5cla t4 eps --grid run.seed=$sd; done ;;
   esac
