@@ -53,6 +53,8 @@ NAMES: tuple[str, ...] = tuple(BY_NAME)
 PARTIAL_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS if m.partial)
 REFERENCE = "standalone"
 """The fairness reference: ρ correlates every method's accuracies with this method's, so sweeps run it first."""
+ACCURACY_REFERENCE = "fedavg"
+"""The accuracy reference of the paper's first claim (CGSV's accuracy "near FedAvg's")."""
 
 
 def info(name: str) -> MethodInfo:

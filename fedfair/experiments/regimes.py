@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..methods import REFERENCE
+from ..methods import ACCURACY_REFERENCE, REFERENCE
 from ..metrics import pearson100
 
 AGG_LABELS = {("rescale", "eps"): "rescale ε=1e-7", ("rescale", "exact"): "rescale ε=0",
@@ -102,7 +102,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     alone = runs[runs["method"] == REFERENCE].drop_duplicates("reference_key").set_index("reference_key")
     # FedAvg averages raw updates, so the aggregation settings do not apply: match on data and training
     match = ["setting", "seed", "lr", "lr_decay", "dtype", "cla_pool"]
-    fedavg = {tuple(r[k] for k in match): r["server_acc"] for _, r in runs[runs["method"] == "fedavg"].iterrows()}
+    fedavg = {tuple(r[k] for k in match): r["server_acc"] for _, r in runs[runs["method"] == ACCURACY_REFERENCE].iterrows()}
     out = []
     for _, row in runs[runs["method"] == "cgsv"].iterrows():
         ref = alone["final_acc"].get(row["reference_key"])
