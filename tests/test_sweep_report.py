@@ -227,6 +227,14 @@ def test_dry_run_prints_the_torchrun_command_lines_and_writes_nothing(tmp_path, 
     assert cfg.run.name == "digits-cgsv-b2-cla-a4-s0" and cfg.mechanism.beta == 2.0 and cfg.data.agents == 4
 
 
+def test_torchrun_command_starts_run_ranks_processes(tmp_path):
+    """run.ranks = P hosts the N agents on P - 1 ranks: the sweep must start P processes, not N + 1."""
+    for ranks, nproc in ((0, "5"), (3, "3"), (2, "2")):
+        args = ["--config", CONFIG, "--out-dir", str(tmp_path), "data.agents=4", f"run.ranks={ranks}"]
+        cmd = sweep.torchrun_command(sweep.build(sweep.parse_args(args), []).runs[0])
+        assert cmd[cmd.index("--nproc_per_node") + 1] == nproc
+
+
 def test_grid_syntax():
     assert sweep.split_values("[0,0.5],[0.1,0]") == ["[0,0.5]", "[0.1,0]"]
     assert sweep.parse_grid(["mechanism.beta=1,inf"]) == [("mechanism.beta", ["1", "inf"])]

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from ..runtime.placement import world_size_for
 from .plan import PlannedRun
 
 LOG_DIR = "sweep-logs"
@@ -19,9 +20,10 @@ Launcher = Callable[[PlannedRun, Path, float], Any]
 
 
 def torchrun_command(run: PlannedRun, python: str = sys.executable) -> list[str]:
-    """The torchrun command line of one run (world size N + 1 on this machine)."""
+    """The torchrun command line of one run on this machine: ``run.ranks`` processes (N + 1 when 0)."""
+    ranks = world_size_for(run.cfg.data.agents, run.cfg.run.ranks)
     cmd = [python, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-           "--nproc_per_node", str(run.cfg.data.agents + 1), "-m", "fedfair.run"]
+           "--nproc_per_node", str(ranks), "-m", "fedfair.run"]
     if run.config_path is not None:
         cmd += ["--config", str(run.config_path)]
     return cmd + run.overrides
