@@ -114,3 +114,44 @@ def test_over_seeds_mean_and_sd_by_hand(tmp_path):
     assert regimes.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     md = (tmp_path / "out" / "regimes.md").read_text()
     assert "| m3cla | 0.15 (0.977) | clip at Γ | float32 | full | 0,1 | 91.5 ± 4.9 | – |" in md
+
+
+def write_rounds(run_dir, acc_by_round, r_by_round, server_by_round=None):
+    """agents.csv with test_acc at evaluated rounds (and an unevaluated round 1), plus server.csv."""
+    with open(run_dir / "agents.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["round", "agent", "r", "test_acc"])
+        for i in range(3):
+            w.writerow([1, i + 1, 1 / 3, ""])
+        for t in sorted(acc_by_round):
+            for i, (a, x) in enumerate(zip(acc_by_round[t], r_by_round[t])):
+                w.writerow([t, i + 1, x, a])
+    if server_by_round is not None:
+        with open(run_dir / "server.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["round", "test_acc"])
+            w.writerow([1, ""])
+            for t, a in sorted(server_by_round.items()):
+                w.writerow([t, a])
+
+
+def test_every_evaluated_round_by_hand(tmp_path):
+    fake(tmp_path, "sa", "standalone", [0.5, 0.7, 0.9], [math.nan] * 3, "mechanism.normalize=clip")
+    fake(tmp_path, "cg", "cgsv", [0.8, 0.85, 0.88], [0.2, 0.5, 0.3], "mechanism.normalize=clip")
+    write_rounds(tmp_path / "m3cla" / "sa", {2: [0.4, 0.6, 0.8], 4: [0.5, 0.7, 0.9]}, {2: [0.0] * 3, 4: [0.0] * 3})
+    # round 2: r ordered (tau 1), every agent above alone; round 4: agent 3 below alone, tau 1/3
+    write_rounds(tmp_path / "m3cla" / "cg", {2: [0.6, 0.7, 0.85], 4: [0.8, 0.85, 0.88]},
+                 {2: [0.1, 0.3, 0.6], 4: [0.2, 0.5, 0.3]}, {2: 0.86, 4: 0.89})
+    e = regimes.eval_rounds(regimes.load_runs([tmp_path]))
+    assert e["round"].tolist() == [2, 4]  # round 1 was not evaluated
+    r2, r4 = e.iloc[0], e.iloc[1]
+    assert r2["server_acc"] == pytest.approx(86.0) and r4["server_acc"] == pytest.approx(89.0)
+    assert r2["mean_acc"] == pytest.approx(215 / 3) and r2["tau_r"] == pytest.approx(1.0)
+    assert r4["tau_r"] == pytest.approx(1 / 3)
+    # gains at round 2: 20, 10, 5 (best = agent 3: +5, worst +5); at round 4: 30, 15, -2
+    assert r2["best_gain"] == pytest.approx(5.0) and r2["worst_gain"] == pytest.approx(5.0)
+    assert r4["best_gain"] == pytest.approx(-2.0) and r4["worst_gain"] == pytest.approx(-2.0)
+    assert regimes.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "rounds.md").read_text()
+    assert "| 0.15 (0.977) | clip at Γ | float32 | full | 0 | 2 | 86.0 | 71.7 | 1.00 | 5.0 | 5.0 |" in md
+    assert "| 0.15 (0.977) | clip at Γ | float32 | full | 0 | 4 | 89.0 | 84.3 | 0.33 | -2.0 | -2.0 |" in md
