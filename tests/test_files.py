@@ -116,3 +116,28 @@ def test_the_exchange_checks_every_row(tmp_path):
     row[TEST_SHA] ^= 1
     with pytest.raises(FileProblem, match="agent 2: its copy of the test file .* differs from the server's"):
         check_summary(row, party.test_summary, "agent 2", sites["test"], 2, local=False)
+
+
+def test_a_file_edited_in_place_is_other_data_for_the_fairness_reference(tmp_path):
+    """rho needs a standalone run on the same data: the same file paths with other contents are not."""
+    sites = breast_cancer_sites(tmp_path / "sites")
+    short = "run.rounds=2"
+    run_local(files_config(tmp_path, sites, "alone", "mechanism.method=standalone", short))
+    run_local(files_config(tmp_path, sites, "cgsv", short))
+    alone = json.loads((tmp_path / "alone" / "summary.json").read_text())
+    same = json.loads((tmp_path / "cgsv" / "summary.json").read_text())
+    record = json.loads((tmp_path / "alone" / "data_files.json").read_text())
+    key = json.loads(alone["reference_key"])
+    assert key["data_sha256"] == {"test": record["test_file"]["sha256"],
+                                  **{a: e["sha256"] for a, e in record["agents"].items()}}
+    assert same["reference_key"] == alone["reference_key"] and same["rho_available"]
+    # party 2 drops its last ten rows, keeping its file's name
+    path = Path(sites["template"].replace("{agent}", "2"))
+    x, y = sites["sites"][2]
+    np.savez(path, x=x[:-10], y=y[:-10])
+    run_local(files_config(tmp_path, sites, "edited", short))
+    edited = json.loads((tmp_path / "edited" / "summary.json").read_text())
+    assert edited["reference_key"] != alone["reference_key"]
+    assert not edited["rho_available"] and edited["rho"] is None
+    new_key = json.loads(edited["reference_key"])
+    assert new_key["data_sha256"]["2"] != key["data_sha256"]["2"] and new_key["data_sha256"]["1"] == key["data_sha256"]["1"]

@@ -21,10 +21,8 @@ import torch.distributed as dist
 from ..config import Config
 from ..data.party_files import (COUNTS, PRESENT, RANK, SAMPLES, SHA, TEST_SHA, FileProblem, PartyData, agent_path,
                           check_summary, load_party_data, summary_path)
-from .logs import atomic_write_text
+from .logs import DATA_RECORD, atomic_write_text
 from .placement import hosted_agents
-
-RECORD = "data_files.json"
 
 
 def load(cfg: Config, rank: int | None, world_size: int | None) -> PartyData:
@@ -79,7 +77,7 @@ def write_record(cfg: Config, party: PartyData, rows: np.ndarray) -> Path:
               "test_file": {"file": cfg.data.test_file, "sha256": _hex(party.test_summary, SHA),
                             "samples": int(party.test_summary[SAMPLES])},
               "opened_by_rank": dict(sorted(opened.items(), key=lambda kv: int(kv[0]))), "agents": agents}
-    path = cfg.run_dir / RECORD
+    path = cfg.run_dir / DATA_RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return path

@@ -121,12 +121,32 @@ def reference_key(cfg: Config) -> str:
     return json.dumps(key, sort_keys=True)
 
 
+DATA_RECORD = "data_files.json"
+"""What a files run records of the files it read (fedfair.runtime.datafiles), sha256 of each included."""
+
+
+def recorded_reference_key(cfg: Config) -> str:
+    """``reference_key`` plus, for a run on the parties' own files, the sha256 of every file it read
+    (from ``data_files.json`` in its run folder): a file edited in place is other data, so a
+    standalone run on its old contents must not serve as the reference. What summary.json records."""
+    key = reference_key(cfg)
+    if cfg.data.dataset != "files":
+        return key
+    try:
+        record = json.loads((cfg.run_dir / DATA_RECORD).read_text())
+    except (OSError, ValueError):
+        return key
+    sha = {"test": record["test_file"]["sha256"], **{a: e["sha256"] for a, e in record["agents"].items()}}
+    return json.dumps({**json.loads(key), "data_sha256": sha}, sort_keys=True)
+
+
 def find_standalone_reference(cfg: Config) -> list[float] | None:
-    """Final accuracies of a finished standalone run with the same data, training, seed and rounds."""
+    """Final accuracies of a finished standalone run with the same data (and, for files, the same
+    file contents), training, seed and rounds."""
     root = Path(cfg.run.out_dir)
     if not root.is_dir():
         return None
-    key = reference_key(cfg)
+    key = recorded_reference_key(cfg)
     for path in sorted(root.glob("*/summary.json")):
         try:
             s = json.loads(path.read_text())
@@ -203,7 +223,7 @@ def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: fl
         "bytes_down_dense": int(t.bytes_down_dense), "bytes_ctrl": int(t.bytes_ctrl),
         "bytes_up_by_agent": list(t.bytes_up_by_agent), "bytes_down_by_agent": list(t.bytes_down_by_agent),
         "wall_s": wall_s,
-        "reference_key": reference_key(cfg),
+        "reference_key": recorded_reference_key(cfg),
     }
     return {k: _no_nan(v) for k, v in summary.items()}
 
