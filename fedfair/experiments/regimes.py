@@ -29,7 +29,7 @@ import math
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -181,20 +181,26 @@ def fmt(v: Any, digits: int = 1) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _per_setting(df: pd.DataFrame, head: str, cells: Callable[[pd.Series], list[str]]) -> str:
+    """One markdown table per setting: the head row, then ``cells(row)`` for each run in it."""
+    lines = []
+    for setting, group in df.groupby("setting", sort=False):
+        lines += [f"### {setting}", "", head, "|" + "---|" * (head.count("|") - 1)]
+        lines += ["| " + " | ".join(cells(r)) + " |" for _, r in group.iterrows()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _regime_cells(r: pd.Series) -> list[str]:
+    return [f"{r['lr']:g} ({r['lr_decay']:g})", r["aggregation"], r["dtype"], r["cla_pool"], str(r["seed"])]
+
+
 def markdown(t: pd.DataFrame) -> str:
     head = ("| lr (decay) | aggregation | dtype | pool | seed | CGSV acc per agent | server | FedAvg server | standalone | "
             "final r | r order | τ(r, contrib.) | ρ | ρ_r | best agent vs alone | worst agent vs alone |")
-    lines = []
-    for setting, group in t.groupby("setting", sort=False):
-        lines += [f"### {setting}", "", head, "|" + "---|" * 16]
-        for _, r in group.iterrows():
-            lines.append(
-                f"| {r['lr']:g} ({r['lr_decay']:g}) | {r['aggregation']} | {r['dtype']} | {r['cla_pool']} | "
-                f"{r['seed']} | {r['acc']} | {fmt(r['server_acc'])} | {fmt(r['fedavg_server'])} | {fmt(r['standalone'])} | {r['r']} | "
-                f"{r['r_order']} | {fmt(r['tau_r'], 2)} | {fmt(r['rho'])} | {fmt(r['rho_r'])} | "
-                f"{fmt(r['best_gain'])} | {fmt(r['worst_gain'])} |")
-        lines.append("")
-    return "\n".join(lines)
+    return _per_setting(t, head, lambda r: _regime_cells(r) + [
+        r["acc"], fmt(r["server_acc"]), fmt(r["fedavg_server"]), fmt(r["standalone"]), r["r"], r["r_order"],
+        fmt(r["tau_r"], 2), fmt(r["rho"]), fmt(r["rho_r"]), fmt(r["best_gain"]), fmt(r["worst_gain"])])
 
 
 def _evaluated(run_dir: Path) -> pd.DataFrame | None:
@@ -239,15 +245,9 @@ def rounds_markdown(e: pd.DataFrame) -> str:
     """``eval_rounds`` as one table per setting."""
     head = ("| lr (decay) | aggregation | dtype | pool | seed | round | server | mean acc | τ(r, contrib.) | "
             "best agent vs alone | worst agent vs alone |")
-    lines = []
-    for setting, group in e.groupby("setting", sort=False):
-        lines += [f"### {setting}", "", head, "|" + "---|" * 11]
-        for _, r in group.iterrows():
-            lines.append(f"| {r['lr']:g} ({r['lr_decay']:g}) | {r['aggregation']} | {r['dtype']} | {r['cla_pool']} | "
-                         f"{r['seed']} | {r['round']} | {fmt(r['server_acc'])} | {fmt(r['mean_acc'])} | "
-                         f"{fmt(r['tau_r'], 2)} | {fmt(r['best_gain'])} | {fmt(r['worst_gain'])} |")
-        lines.append("")
-    return "\n".join(lines)
+    return _per_setting(e, head, lambda r: _regime_cells(r) + [
+        str(r["round"]), fmt(r["server_acc"]), fmt(r["mean_acc"]), fmt(r["tau_r"], 2), fmt(r["best_gain"]),
+        fmt(r["worst_gain"])])
 
 
 def r_figure(runs: pd.DataFrame, setting: str, path: Path) -> bool:
