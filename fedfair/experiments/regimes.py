@@ -100,9 +100,14 @@ def kendall_tau(x: list[float], y: list[float]) -> float | None:
     return None if denom == 0 else (concordant - discordant) / denom
 
 
+def standalone_by_key(runs: pd.DataFrame) -> pd.DataFrame:
+    """The Standalone runs indexed by reference_key: each CGSV run's fairness reference."""
+    return runs[runs["method"] == REFERENCE].drop_duplicates("reference_key").set_index("reference_key")
+
+
 def table(runs: pd.DataFrame) -> pd.DataFrame:
     """CGSV runs with their standalone reference and the fairness measures."""
-    alone = runs[runs["method"] == REFERENCE].drop_duplicates("reference_key").set_index("reference_key")
+    alone = standalone_by_key(runs)
     # FedAvg averages raw updates, so the aggregation settings do not apply: match on data and training
     match = ["setting", "seed", "lr", "lr_decay", "dtype", "cla_pool"]
     fedavg = {tuple(r[k] for k in match): r["server_acc"] for _, r in runs[runs["method"] == ACCURACY_REFERENCE].iterrows()}
@@ -214,7 +219,7 @@ def _evaluated(run_dir: Path) -> pd.DataFrame | None:
 def eval_rounds(runs: pd.DataFrame) -> pd.DataFrame:
     """Per CGSV run and evaluated round: server accuracy, mean agent accuracy, τ of r at that round
     and the best and worst agent against its standalone run's accuracy at the same round."""
-    alone = runs[runs["method"] == REFERENCE].drop_duplicates("reference_key").set_index("reference_key")["dir"]
+    alone = standalone_by_key(runs)["dir"]
     out = []
     for _, row in runs[runs["method"] == "cgsv"].iterrows():
         ev = _evaluated(Path(row["dir"]))
@@ -224,7 +229,8 @@ def eval_rounds(runs: pd.DataFrame) -> pd.DataFrame:
         ref = None if ref_dir is None else _evaluated(Path(ref_dir))
         server_csv = Path(row["dir"]) / "server.csv"
         server = pd.read_csv(server_csv).set_index("round")["test_acc"] if server_csv.is_file() else None
-        contrib, best = contribution(row), int(np.argmax(contribution(row)))
+        contrib = contribution(row)
+        best = int(np.argmax(contrib))
         for t, g in ev.groupby("round"):
             acc = g["test_acc"].tolist()
             alone_acc = None if ref is None else ref.loc[ref["round"] == t, "test_acc"].tolist()

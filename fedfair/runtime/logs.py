@@ -140,13 +140,12 @@ def recorded_reference_key(cfg: Config) -> str:
     return json.dumps({**json.loads(key), "data_sha256": sha}, sort_keys=True)
 
 
-def find_standalone_reference(cfg: Config) -> list[float] | None:
-    """Final accuracies of a finished standalone run with the same data (and, for files, the same
-    file contents), training, seed and rounds."""
+def find_standalone_reference(cfg: Config, key: str) -> list[float] | None:
+    """Final accuracies of a finished standalone run whose summary holds ``key``
+    (``recorded_reference_key``: the same data and file contents, training, seed and rounds)."""
     root = Path(cfg.run.out_dir)
     if not root.is_dir():
         return None
-    key = recorded_reference_key(cfg)
     for path in sorted(root.glob("*/summary.json")):
         try:
             s = json.loads(path.read_text())
@@ -197,7 +196,8 @@ def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: fl
     final_r = [r["r"] for r in agents]
     final_cgsv_r = [r["cgsv_r"] for r in agents]
     neg_loss = [-r["shard_loss"] for r in agents]
-    standalone = find_standalone_reference(cfg) if cfg.mechanism.method != REFERENCE else final_acc
+    key = recorded_reference_key(cfg)
+    standalone = find_standalone_reference(cfg, key) if cfg.mechanism.method != REFERENCE else final_acc
     t = totals
     summary = {
         "method": cfg.mechanism.method, "dataset": cfg.data.dataset, "partition": cfg.data.partition,
@@ -223,7 +223,7 @@ def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: fl
         "bytes_down_dense": int(t.bytes_down_dense), "bytes_ctrl": int(t.bytes_ctrl),
         "bytes_up_by_agent": list(t.bytes_up_by_agent), "bytes_down_by_agent": list(t.bytes_down_by_agent),
         "wall_s": wall_s,
-        "reference_key": recorded_reference_key(cfg),
+        "reference_key": key,
     }
     return {k: _no_nan(v) for k, v in summary.items()}
 
