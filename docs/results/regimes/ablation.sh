@@ -83,6 +83,7 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
     seeds-m10) for sd in 1 2; do  # MNIST-10's conclusions over seeds: the eps test (CGSV alone) and clip (pair: IR)
                  only cgsv m10cla ref eps --grid run.seed=$sd; only cgsv m10cla ref exact --grid run.seed=$sd
                  one m10cla t4 clip --grid run.seed=$sd; done ;;
+    m10clip-s2) only cgsv m10cla t4 clip --grid run.seed=2 ;;  # clip's late r on MNIST-10, third seed (seeds-m10 adds its Standalone)
     exact-checks) only cgsv m5cla t4 exact; only cgsv m5cla mid exact ;;  # eps = 0 where the norms never
                                                   # (t4) or late (mid) cross 1e-7: the same run / the same until then
     m10cla-exact) only cgsv m10cla ref exact ;;  # the eps test on MNIST-10: CGSV only (on MNIST-5 the eps = 0
