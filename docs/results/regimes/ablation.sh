@@ -96,6 +96,7 @@ stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(m5cla:ref:eps m5cla:ref:exact m5cla:ref:clip m5cla:t4:eps
   m5cla:t4:clip m5noise:t4:eps m5noise:t4:clip m5noise:ref:eps m5cla:t4:none m5cla:ref:decay m5noise:ref:clip
   refcfg m10cla:t4:eps m10cla:t4:clip m10cla:ref:eps m10cla:ref:clip seeds m5cla:t4:decay m5cla:t4:exact
-  m5cla:ref:none float64 capped seeds-noise exact-checks seeds-m10 m5noise m10cla m5cla-mid rest)
+  m5cla:ref:none float64 capped seeds-noise exact-checks seeds-m10 seeds-t4eps m5cla-mid m5cla-t4
+  m5cla-ref m5noise:t4:exact m5noise:t4:none m10clip-s2 m5noise m10cla rest)
 for st in "${stages[@]}"; do stage "$st"; done
 echo "== $(date +%T) done"
