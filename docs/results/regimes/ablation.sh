@@ -86,6 +86,9 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
     m10clip-s2) only cgsv m10cla t4 clip --grid run.seed=2 ;;  # clip's late r on MNIST-10, third seed (seeds-m10 adds its Standalone)
     exact-checks) only cgsv m5cla t4 exact; only cgsv m5cla mid exact ;;  # eps = 0 where the norms never
                                                   # (t4) or late (mid) cross 1e-7: the same run / the same until then
+    noise-ref-none) only cgsv m5noise ref none ;;  # raw lr-1e-3 uploads stay below Gamma: CGSV alone, compared with ref clip
+    m10-t4none) only cgsv m10cla t4 none ;;  # raw updates on MNIST-10 (lr 0.25 crosses Gamma more often than MNIST-5's 0.15)
+    m10-refclip) only cgsv m10cla ref clip ;;  # clip in the reference regime on MNIST-10 (MNIST-5: nothing trains)
     m10cla-exact) only cgsv m10cla ref exact ;;  # the eps test on MNIST-10: CGSV only (on MNIST-5 the eps = 0
                                                   # Standalone is within 0.3 points of the eps = 1e-7 one)
   esac
@@ -97,6 +100,7 @@ stages=("$@")
   m5cla:t4:clip m5noise:t4:eps m5noise:t4:clip m5noise:ref:eps m5cla:t4:none m5cla:ref:decay m5noise:ref:clip
   refcfg m10cla:t4:eps m10cla:t4:clip m10cla:ref:eps m10cla:ref:clip seeds m5cla:t4:decay m5cla:t4:exact
   m5cla:ref:none float64 capped seeds-noise exact-checks seeds-m10 seeds-t4eps m5cla-mid m5cla-t4
-  m5cla-ref m5noise:t4:exact m5noise:t4:none m10clip-s2 m5noise m10cla rest)
+  m5cla-ref m5noise:t4:exact m5noise:t4:none m10clip-s2 m5noise:ref:exact noise-ref-none
+  m5noise:t4:decay m5noise:ref:decay m10-t4none m10-refclip m5noise m10cla rest)
 for st in "${stages[@]}"; do stage "$st"; done
 echo "== $(date +%T) done"
