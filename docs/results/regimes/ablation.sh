@@ -102,6 +102,6 @@ stages=("$@")
   m5cla:ref:none float64 capped seeds-noise exact-checks seeds-m10 seeds-t4eps m5cla-mid m5cla-t4
   m5cla-ref m5noise:t4:exact m5noise:t4:none m10clip-s2 m5noise:ref:exact noise-ref-none
   m5noise:t4:decay m5noise:ref:decay m10-t4none m10-refclip m5noise:mid:eps m5noise:mid:clip m5noise:mid:exact
-  m5noise m10cla rest)
+  m5noise:mid:none m5noise m10cla rest)
 for st in "${stages[@]}"; do stage "$st"; done
 echo "== $(date +%T) done"
