@@ -92,6 +92,7 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
     m10-cgsv) for rr in "t4 decay" "ref decay" "mid eps" "mid clip"; do set -- $rr; only cgsv m10cla $1 $2; done ;;
                                                   # the rest of MNIST-10's grid, CGSV only (Standalone: m10-pairs)
     m10-pairs) only standalone m10cla mid eps; only cgsv m10cla t4 exact; only cgsv m10cla mid none ;;
+                                                  # the lr-1e-2 Standalone, then two checks: eps = 0 at t4, none at lr 1e-2
     m10-mid-exact) only cgsv m10cla mid exact ;;  # the eps test at lr 1e-2 on MNIST-10 (crossings after round 178)
     m10cla-exact) only cgsv m10cla ref exact ;;  # the eps test on MNIST-10: CGSV only (on MNIST-5 the eps = 0
                                                   # Standalone is within 0.3 points of the eps = 1e-7 one)
