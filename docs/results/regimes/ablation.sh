@@ -94,6 +94,11 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
     m10-pairs) only standalone m10cla mid eps; only cgsv m10cla t4 exact; only cgsv m10cla mid none ;;
                                                   # the lr-1e-2 Standalone, then two checks: eps = 0 at t4, none at lr 1e-2
     m10-mid-exact) only cgsv m10cla mid exact ;;  # the eps test at lr 1e-2 on MNIST-10 (crossings after round 178)
+    fill) one m5cla t4 eps --grid data.cla_pool=capped; one m5cla t4 clip --grid data.cla_pool=capped
+          only standalone m10cla t4 clip --grid run.seed=2; only cgsv m10cla mid decay
+          only standalone m5cla ref eps --grid train.dtype=float64
+          for sd in 2 1; do only standalone m10cla ref eps --grid run.seed=$sd; done
+          only cgsv m10cla ref none ;;  # 2026-12-01 (second session): the grid's missing cells, most telling first
     m10cla-exact) only cgsv m10cla ref exact ;;  # the eps test on MNIST-10: CGSV only (on MNIST-5 the eps = 0
                                                   # Standalone is within 0.3 points of the eps = 1e-7 one)
   esac
@@ -107,6 +112,6 @@ stages=("$@")
   m5cla:ref:none float64 capped seeds-noise exact-checks seeds-m10 seeds-t4eps m5cla-mid m5cla-t4
   m5cla-ref m5noise:t4:exact m5noise:t4:none m10clip-s2 m5noise:ref:exact noise-ref-none
   m5noise:t4:decay m5noise:ref:decay m10-t4none m10-refclip m5noise:mid:eps m5noise:mid:clip m5noise:mid:exact
-  m5noise:mid:none m5noise:mid:decay m10-cgsv m10-pairs capped-ref m10-mid-exact m5noise m10cla rest)
+  m5noise:mid:none m5noise:mid:decay m10-cgsv m10-pairs capped-ref m10-mid-exact fill m5noise m10cla rest)
 for st in "${stages[@]}"; do stage "$st"; done
 echo "== $(date +%T) done"
