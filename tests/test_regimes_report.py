@@ -155,3 +155,38 @@ def test_every_evaluated_round_by_hand(tmp_path):
     md = (tmp_path / "out" / "rounds.md").read_text()
     assert "| 0.15 (0.977) | clip at Γ | float32 | full | 0 | 2 | 86.0 | 71.7 | 1.00 | 5.0 | 5.0 |" in md
     assert "| 0.15 (0.977) | clip at Γ | float32 | full | 0 | 4 | 89.0 | 84.3 | 0.33 | -2.0 | -2.0 |" in md
+
+
+def test_committed_rows_kept_and_completed_by_a_later_standalone(tmp_path):
+    import shutil
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    fake(logs, "cg", "cgsv", [0.8, 0.85, 0.8812], [0.2, 0.3, 0.5], "mechanism.normalize=clip")
+    write_rounds(logs / "m3cla" / "cg", {2: [0.8, 0.85, 0.8812]}, {2: [0.2, 0.3, 0.5]}, {2: 0.9})
+    assert regimes.main([str(logs), "--out", str(out)]) == 0
+    first = pd.read_csv(out / "regimes.csv")
+    assert first.loc[0, "acc"] == "80.0 / 85.0 / 88.1" and pd.isna(first.loc[0, "standalone"])
+    # regenerating with every run at hand replaces every committed row: the same table
+    assert regimes.main([str(logs), "--committed", str(out), "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "regimes.csv").read_text() == (out / "regimes.csv").read_text()
+    # the CGSV folder is lost; its Standalone and another CGSV run are made later
+    shutil.rmtree(logs / "m3cla" / "cg")
+    fake(logs, "sa", "standalone", [0.5, 0.7, 0.87], [math.nan] * 3, "mechanism.normalize=clip")
+    fake(logs, "cg2", "cgsv", [0.8, 0.8, 0.9], [0.1, 0.2, 0.7], "mechanism.eps=0")
+    assert regimes.main([str(logs), "--committed", str(out), "--out", str(out)]) == 0
+    t = pd.read_csv(out / "regimes.csv").set_index("run")
+    assert sorted(t.index) == ["cg", "cg2"]
+    cg = t.loc["cg"]
+    assert cg["standalone"] == "50.0 / 70.0 / 87.0" and cg["r_order"] == "1<2<3"
+    # gains from the committed (rounded) accuracies: 80.0 - 50, 85.0 - 70, 88.1 - 87
+    assert cg["best_gain"] == pytest.approx(1.1) and cg["worst_gain"] == pytest.approx(1.1)
+    a, b = [50.0, 70.0, 87.0], [80.0, 85.0, 88.1]
+    ma, mb = sum(a) / 3, sum(b) / 3
+    assert cg["rho"] == pytest.approx(100 * sum((x - ma) * (y - mb) for x, y in zip(a, b)) / math.sqrt(
+        sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b)))
+    md = (out / "regimes.md").read_text()
+    assert "--committed" in md and "Standalone references added" in md and "`cg`" in md
+    # the lost run's evaluated rounds stay in rounds.csv
+    rounds = pd.read_csv(out / "rounds.csv")
+    assert rounds["run"].tolist() == ["cg"] and rounds.loc[0, "server_acc"] == pytest.approx(90.0)
+    # a missing committed table is one clear error
+    assert regimes.main([str(logs), "--committed", str(tmp_path / "nowhere"), "--out", str(out)]) == 2

@@ -36,6 +36,7 @@ import pandas as pd
 
 from ..methods import ACCURACY_REFERENCE, REFERENCE
 from ..metrics import pearson100
+from .regimes_figures import norm_figure, r_figure
 
 AGG_LABELS = {("rescale", "eps"): "rescale ε=1e-7", ("rescale", "exact"): "rescale ε=0",
               ("rescale", "decay"): "rescale ε=0, Γ decay", ("clip", ""): "clip at Γ", ("none", ""): "none (raw)"}
@@ -60,7 +61,12 @@ def load_runs(paths: list[Path]) -> pd.DataFrame:
                 "final_acc": s["final_acc"], "server_acc": s.get("server_acc"), "final_r": s["final_r"],
                 "rho": s.get("rho"), "rho_r": s.get("rho_r"), "reference_key": s["reference_key"],
                 "wall_s": s.get("wall_s"), "rounds": s["rounds"]})
-    return pd.DataFrame(rows)
+    runs = pd.DataFrame(rows)
+    if runs.empty:
+        return runs
+    runs["aggregation"] = runs.apply(aggregation, axis=1)
+    # the same run folder kept in two places (logs/ and a committed copy) counts once
+    return runs.drop_duplicates(["setting", "run"]).reset_index(drop=True)
 
 
 def aggregation(row: pd.Series) -> str:
@@ -256,94 +262,84 @@ def rounds_markdown(e: pd.DataFrame) -> str:
         fmt(r["worst_gain"])])
 
 
-def r_figure(runs: pd.DataFrame, setting: str, path: Path) -> bool:
-    """r over rounds, one panel per CGSV run of ``setting`` (seed 0), agents as lines."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    sel = runs[(runs["setting"] == setting) & (runs["method"] == "cgsv") & (runs["seed"] == 0)].copy()
-    if sel.empty:
-        return False
-    sel["aggregation"] = sel.apply(aggregation, axis=1)
-    sel = sel.sort_values(["lr", "dtype", "cla_pool", "aggregation"])
-    cols = 5
-    rows = math.ceil(len(sel) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
-    for ax, (_, run) in zip(axes.flat, sel.iterrows()):
-        agents = pd.read_csv(Path(run["dir"]) / "agents.csv", usecols=["round", "agent", "r"])
-        for agent, g in agents.groupby("agent"):
-            ax.plot(g["round"], g["r"], lw=1, label=f"agent {agent}")
-        extra = "" if run["dtype"] == "float32" else f", {run['dtype']}"
-        extra += "" if run["cla_pool"] == "full" else f", {run['cla_pool']} pool"
-        ax.set_title(f"lr {run['lr']:g}: {run['aggregation']}{extra}", fontsize=8)
-        ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(sel):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=6)
-    fig.suptitle(f"{setting}: importance r over rounds (CGSV β=1, seed 0)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+TABLE_KEYS = ["setting", "seed", "lr", "lr_decay", "aggregation", "dtype", "cla_pool"]
 
 
-def norm_figure(run: pd.Series, path: Path) -> bool:
-    """For a CGSV run that logged upload norms: ‖Δw_i‖ (log scale), ψ_i and r_i over rounds, one line
-    per agent, so a diagnosis of what moves r ("whose updates are large") can be checked."""
-    agents_csv = Path(run["dir"]) / "agents.csv"
-    with agents_csv.open() as f:
-        if "upload_norm" not in f.readline().strip().split(","):
-            return False
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    agents = pd.read_csv(agents_csv, usecols=["round", "agent", "upload_norm", "psi", "r"])
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    for agent, g in agents.groupby("agent"):
-        psi = g["psi"].rolling(10, min_periods=1).mean()  # ψ is noisy round to round
-        for ax, y in zip(axes, (g["upload_norm"], psi, g["r"])):
-            ax.plot(g["round"], y, lw=1, label=f"agent {agent}")
-    axes[0].set_yscale("log")
-    for ax, title in zip(axes, ("‖Δw_i‖ as uploaded", "ψ_i (10-round mean)", "r_i")):
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("round", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[0].legend(fontsize=6)
-    fig.suptitle(f"{run['setting']}: lr {run['lr']:g}, {aggregation(run)} (CGSV β=1, seed {run['seed']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+def with_committed(t: pd.DataFrame, runs: pd.DataFrame, committed: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``t`` plus the rows of an earlier, committed table whose run folders are gone (logs/ is not
+    committed). A run at hand replaces its committed row (same setting and run name). A committed row
+    without a standalone reference gets one from a Standalone run at hand of the same setting, seed,
+    training, aggregation, precision and pool; ρ and the gains are then computed from the committed
+    accuracies, which are rounded to 0.1 point. Returns the merged table and the filled rows' run names."""
+    if not t.empty:
+        committed = committed[~committed.set_index(["setting", "run"]).index.isin(t.set_index(["setting", "run"]).index)]
+    alone = {tuple(r[k] for k in TABLE_KEYS): r for _, r in runs[runs["method"] == REFERENCE].iterrows()}
+    rows, filled = [], []
+    for _, row in committed.iterrows():
+        row = row.copy()
+        ref = alone.get(tuple(row[k] for k in TABLE_KEYS))
+        if pd.isna(row["standalone"]) and ref is not None:
+            acc = [float(x) / 100 for x in row["acc"].split(" / ")]
+            gaps = [a - b for a, b in zip(acc, ref["final_acc"])]
+            best = int(np.argmax(contribution(ref)))
+            row["standalone"] = " / ".join(f"{100 * a:.1f}" for a in ref["final_acc"])
+            row["rho"] = pearson100(ref["final_acc"], acc)
+            row["best_gain"], row["worst_gain"] = 100 * gaps[best], 100 * min(gaps)
+            filled.append(row["run"])
+        rows.append(row)
+    merged = pd.concat([pd.DataFrame(rows), t], ignore_index=True) if rows else t
+    cols = ["setting", "lr", "aggregation", "dtype", "cla_pool", "seed"]
+    return merged.sort_values(cols).reset_index(drop=True), filled
+
+
+def rounds_with_committed(e: pd.DataFrame, committed: pd.DataFrame) -> pd.DataFrame:
+    """``eval_rounds`` plus an earlier table's rounds of runs not at hand (a run at hand replaces them)."""
+    if not e.empty:
+        committed = committed[~committed.set_index(["setting", "run"]).index.isin(e.set_index(["setting", "run"]).index)]
+    cols = ["setting", "lr", "aggregation", "dtype", "cla_pool", "seed", "round"]
+    return pd.concat([committed, e], ignore_index=True).sort_values(cols).reset_index(drop=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fedfair.experiments.regimes", description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", type=Path, help="folders holding run folders (searched recursively)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--committed", type=Path, help="a folder with an earlier regimes.csv (and rounds.csv) whose "
+                   "run folders are gone: its rows are kept, runs at hand replace or complete them")
     args = p.parse_args(argv)
     runs = load_runs(args.paths)
     if runs.empty:
         print(f"no finished runs below {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
-    t = table(runs)
+    t, filled, source = table(runs), [], f"{len(runs)} runs"
+    if args.committed is not None:
+        committed_csv = args.committed / "regimes.csv"
+        if not committed_csv.is_file():
+            print(f"--committed: no regimes.csv in {args.committed}", file=sys.stderr)
+            return 2
+        committed = pd.read_csv(committed_csv)
+        t, filled = with_committed(t, runs, committed)
+        source = f"{len(runs)} run folders and the rows of {committed_csv} whose folders are not at hand"
+        committed_rounds = args.committed / "rounds.csv"
+        committed_e = pd.read_csv(committed_rounds) if committed_rounds.is_file() else pd.DataFrame()
     if t.empty:
         print(f"no finished CGSV runs below {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     t.to_csv(args.out / "regimes.csv", index=False)
-    command = "python -m fedfair.experiments.regimes " + " ".join(map(str, args.paths)) + f" --out {args.out}"
+    command = "python -m fedfair.experiments.regimes " + " ".join(map(str, args.paths)) + (
+        "" if args.committed is None else f" --committed {args.committed}") + f" --out {args.out}"
+    note = "" if not filled else (
+        "Standalone references added after the CGSV run's folder was gone (ρ and gains from its accuracies as "
+        "committed, rounded to 0.1 point): " + ", ".join(f"`{name}`" for name in filled) + ".\n")
     (args.out / "regimes.md").write_text(
-        f"# Training-regime ablation: the table\n\nGenerated by `{command}` from {len(runs)} runs.\n"
+        f"# Training-regime ablation: the table\n\nGenerated by `{command}` from {source}.\n"
         "Accuracies in %; gains = CGSV accuracy minus the same agent's standalone accuracy (points); "
-        "τ = Kendall's τ between final r and the contribution order (1 = r ordered by contribution).\n\n"
-        + seeds_markdown(over_seeds(t)) + "\n" + markdown(t))
+        "τ = Kendall's τ between final r and the contribution order (1 = r ordered by contribution).\n"
+        + note + "\n" + seeds_markdown(over_seeds(t)) + "\n" + markdown(t))
     e = eval_rounds(runs)
+    if args.committed is not None and not committed_e.empty:
+        e = rounds_with_committed(e, committed_e)
     if not e.empty:
         e.to_csv(args.out / "rounds.csv", index=False)
         (args.out / "rounds.md").write_text(
@@ -351,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
             "Per CGSV run and evaluated round: server accuracy, mean agent accuracy, Kendall's τ between r at "
             "that round and the contribution order, and the best (most-contributing) and the worst agent's "
             "accuracy minus its standalone run's accuracy at the same round (points).\n\n" + rounds_markdown(e))
-    for setting in sorted(runs["setting"].unique()):
-        r_figure(runs, setting, args.out / f"fig_r_{setting}.png")
+    for setting in sorted(runs["setting"].unique()):  # with --committed, a figure of the runs at hand only
+        r_figure(runs, setting, args.out / f"fig_r_{setting}{'' if args.committed is None else '_added'}.png")
     for _, run in runs[runs["method"] == "cgsv"].iterrows():
         agg = "".join(c for c in aggregation(run).replace("ε=", "eps").replace(",", "-").replace("Γ", "G")
                       if c.isalnum() or c in ".-")
