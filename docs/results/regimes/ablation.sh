@@ -101,6 +101,11 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
           for sd in 2 1; do only standalone m10cla ref eps --grid run.seed=$sd; done
           only cgsv m10cla ref none ;;  # 2026-12-01 (second session): the grid's missing cells, most telling first
     m10-midclip-sa) only standalone m10cla mid clip ;;  # mid clip's own Standalone (raw lr-1e-2 steps)
+    fill-alone) for rr in "t4 none" "t4 decay" "ref decay" "ref clip" "mid decay" "ref exact" "t4 exact" "mid exact"; do
+                  set -- $rr; only standalone m10cla $1 $2; done  # the Standalone of every CGSV-only MNIST-10 cell
+                for sd in 1 2; do only standalone m5cla t4 eps --grid run.seed=$sd; done
+                for sd in 1 2; do only standalone m5cla ref exact --grid run.seed=$sd; done
+                for sd in 1 2; do only standalone m10cla ref exact --grid run.seed=$sd; done ;;
     keep) for sj in logs/regimes/*/*/summary.json; do  # a finished run's records (not its checkpoints) into docs:
             d=$(dirname "$sj"); dst=docs/results/regimes/runs/${d#logs/regimes/}  # logs/ is not committed
             mkdir -p "$dst"; for f in config.toml summary.json agents.csv server.csv; do
@@ -118,6 +123,6 @@ stages=("$@")
   m5cla:ref:none float64 capped seeds-noise exact-checks seeds-m10 seeds-t4eps m5cla-mid m5cla-t4
   m5cla-ref m5noise:t4:exact m5noise:t4:none m10clip-s2 m5noise:ref:exact noise-ref-none
   m5noise:t4:decay m5noise:ref:decay m10-t4none m10-refclip m5noise:mid:eps m5noise:mid:clip m5noise:mid:exact
-  m5noise:mid:none m5noise:mid:decay m10-cgsv m10-pairs capped-ref m10-mid-exact fill m10-midclip-sa keep m5noise m10cla rest)
+  m5noise:mid:none m5noise:mid:decay m10-cgsv m10-pairs capped-ref m10-mid-exact fill m10-midclip-sa fill-alone keep m5noise m10cla rest)
 for st in "${stages[@]}"; do stage "$st"; done
 echo "== $(date +%T) done"
