@@ -103,6 +103,7 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
     m10-midclip-sa) only standalone m10cla mid clip ;;  # mid clip's own Standalone (raw lr-1e-2 steps)
     fill-alone) for rr in "t4 none" "t4 decay" "ref decay" "ref clip" "mid decay" "ref exact" "t4 exact" "mid exact"; do
                   set -- $rr; only standalone m10cla $1 $2; done  # the Standalone of every CGSV-only MNIST-10 cell
+                only cgsv m10cla ref clip  # again, on this session's machine: compared with ref none (prediction 36)
                 for sd in 1 2; do only standalone m5cla t4 eps --grid run.seed=$sd; done
                 for sd in 1 2; do only standalone m5cla ref exact --grid run.seed=$sd; done
                 for sd in 1 2; do only standalone m10cla ref exact --grid run.seed=$sd; done ;;
