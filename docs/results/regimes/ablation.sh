@@ -107,6 +107,9 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
                 for sd in 1 2; do only standalone m5cla t4 eps --grid run.seed=$sd; done
                 for sd in 1 2; do only standalone m5cla ref exact --grid run.seed=$sd; done
                 for sd in 1 2; do only standalone m10cla ref exact --grid run.seed=$sd; done ;;
+    fill-seeds) for sd in 1 2; do only standalone m5cla t4 eps --grid run.seed=$sd; done  # what fill-alone did
+                for sd in 1 2; do only standalone m5cla ref exact --grid run.seed=$sd; done   # not reach before the
+                for sd in 1 2; do only standalone m10cla ref exact --grid run.seed=$sd; done ;;  # session ended
     keep) for sj in logs/regimes/*/*/summary.json; do  # a finished run's records (not its checkpoints) into docs:
             d=$(dirname "$sj"); dst=docs/results/regimes/runs/${d#logs/regimes/}  # logs/ is not committed
             mkdir -p "$dst"; for f in config.toml summary.json agents.csv server.csv; do
