@@ -126,7 +126,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
         gaps = None if ref is None else [a - b for a, b in zip(row["final_acc"], ref)]
         out.append({
             "setting": row["setting"], "seed": row["seed"], "lr": row["lr"], "lr_decay": row["lr_decay"],
-            "aggregation": aggregation(row), "dtype": row["dtype"], "cla_pool": row["cla_pool"],
+            "aggregation": row["aggregation"], "dtype": row["dtype"], "cla_pool": row["cla_pool"],
             "acc": " / ".join(f"{100 * a:.1f}" for a in row["final_acc"]),
             "mean_acc": 100 * float(np.mean(row["final_acc"])), "server_acc": 100 * row["server_acc"],
             "fedavg_server": None if fedavg_acc is None else 100 * fedavg_acc,
@@ -243,7 +243,7 @@ def eval_rounds(runs: pd.DataFrame) -> pd.DataFrame:
             gaps = [a - b for a, b in zip(acc, alone_acc)] if alone_acc and len(alone_acc) == len(acc) else None
             s_acc = None if server is None or t not in server.index else server.loc[t]
             out.append({
-                "setting": row["setting"], "lr": row["lr"], "lr_decay": row["lr_decay"], "aggregation": aggregation(row),
+                "setting": row["setting"], "lr": row["lr"], "lr_decay": row["lr_decay"], "aggregation": row["aggregation"],
                 "dtype": row["dtype"], "cla_pool": row["cla_pool"], "seed": row["seed"], "round": int(t),
                 "server_acc": None if s_acc is None or pd.isna(s_acc) else 100 * float(s_acc),
                 "mean_acc": 100 * float(np.mean(acc)), "tau_r": kendall_tau(g["r"].tolist(), contrib),
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     if runs.empty:
         print(f"no finished runs below {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
-    t, filled, source = table(runs), [], f"{len(runs)} runs"
+    t, filled, source, committed_e = table(runs), [], f"{len(runs)} runs", pd.DataFrame()
     if args.committed is not None:
         committed_csv = args.committed / "regimes.csv"
         if not committed_csv.is_file():
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "τ = Kendall's τ between final r and the contribution order (1 = r ordered by contribution).\n"
         + note + "\n" + seeds_markdown(over_seeds(t)) + "\n" + markdown(t))
     e = eval_rounds(runs)
-    if args.committed is not None and not committed_e.empty:
+    if not committed_e.empty:
         e = rounds_with_committed(e, committed_e)
     if not e.empty:
         e.to_csv(args.out / "rounds.csv", index=False)
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     for setting in sorted(runs["setting"].unique()):  # with --committed, a figure of the runs at hand only
         r_figure(runs, setting, args.out / f"fig_r_{setting}{'' if args.committed is None else '_added'}.png")
     for _, run in runs[runs["method"] == "cgsv"].iterrows():
-        agg = "".join(c for c in aggregation(run).replace("ε=", "eps").replace(",", "-").replace("Γ", "G")
+        agg = "".join(c for c in run["aggregation"].replace("ε=", "eps").replace(",", "-").replace("Γ", "G")
                       if c.isalnum() or c in ".-")
         extra = ("" if run["dtype"] == "float32" else f"_{run['dtype']}") + (
             "" if run["cla_pool"] == "full" else f"_{run['cla_pool']}")  # so such runs do not overwrite each other
