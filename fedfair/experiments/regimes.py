@@ -265,14 +265,21 @@ def rounds_markdown(e: pd.DataFrame) -> str:
 TABLE_KEYS = ["setting", "seed", "lr", "lr_decay", "aggregation", "dtype", "cla_pool"]
 
 
+def _not_at_hand(committed: pd.DataFrame, at_hand: pd.DataFrame) -> pd.DataFrame:
+    """The committed rows whose run (setting and run name) is not among the rows at hand."""
+    if at_hand.empty:
+        return committed
+    key = ["setting", "run"]
+    return committed[~committed.set_index(key).index.isin(at_hand.set_index(key).index)]
+
+
 def with_committed(t: pd.DataFrame, runs: pd.DataFrame, committed: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """``t`` plus the rows of an earlier, committed table whose run folders are gone (logs/ is not
     committed). A run at hand replaces its committed row (same setting and run name). A committed row
     without a standalone reference gets one from a Standalone run at hand of the same setting, seed,
     training, aggregation, precision and pool; ρ and the gains are then computed from the committed
     accuracies, which are rounded to 0.1 point. Returns the merged table and the filled rows' run names."""
-    if not t.empty:
-        committed = committed[~committed.set_index(["setting", "run"]).index.isin(t.set_index(["setting", "run"]).index)]
+    committed = _not_at_hand(committed, t)
     alone = {tuple(r[k] for k in TABLE_KEYS): r for _, r in runs[runs["method"] == REFERENCE].iterrows()}
     rows, filled = [], []
     for _, row in committed.iterrows():
@@ -294,8 +301,7 @@ def with_committed(t: pd.DataFrame, runs: pd.DataFrame, committed: pd.DataFrame)
 
 def rounds_with_committed(e: pd.DataFrame, committed: pd.DataFrame) -> pd.DataFrame:
     """``eval_rounds`` plus an earlier table's rounds of runs not at hand (a run at hand replaces them)."""
-    if not e.empty:
-        committed = committed[~committed.set_index(["setting", "run"]).index.isin(e.set_index(["setting", "run"]).index)]
+    committed = _not_at_hand(committed, e)
     cols = ["setting", "lr", "aggregation", "dtype", "cla_pool", "seed", "round"]
     return pd.concat([committed, e], ignore_index=True).sort_values(cols).reset_index(drop=True)
 
