@@ -2,7 +2,7 @@
 # Issue 13 item 5: the paper's MNIST tables, re-run with the current code in the configuration the
 # training-regime ablation kept (docs/results/regimes/README.md, last section: the paper configs as
 # shipped, Table 4 regime, rescale with eps = 1e-7), 60 rounds, seed 0, float32.
-#   docs/results/paper_tables.sh [STAGE ...]   (default: m5 m20 m10 m10-beta m10-eci report)
+#   docs/results/paper_tables.sh [STAGE ...]   (default: every stage below, in order)
 # Runs go to logs/mnist{5,10,20}[-eci]/ (a finished run is skipped, so re-running resumes); one
 # torchrun job at a time. MNIST-10 and MNIST-20 host their agents on 2 ranks (run.ranks=3:
 # bit-identical to one rank per agent, tests/test_hosting.py), which is faster on 2 cores.
@@ -32,16 +32,16 @@ stage() {
           --grid mechanism.beta=1.2,1.5,2 --out-dir logs/mnist10 $fixed run.ranks=3 ;;
     m10-eci) $py -m fedfair.sweep --config $(cfg 10) --grid mechanism.method=eci \
           --out-dir logs/mnist10-eci $fixed run.ranks=3 mechanism.eci_permutations=1 ;;
-    report)
-      $py -m fedfair.report logs/mnist5 --out docs/results/mnist5 --title "MNIST, 5 agents"
-      $py -m fedfair.report logs/mnist20 --out docs/results/mnist20 --title "MNIST, 20 agents"
-      $py -m fedfair.report logs/mnist10 logs/mnist10-eci --out docs/results/mnist10 \
+    # Reports, one per setting (run each once its runs are in)
+    report-m5) $py -m fedfair.report logs/mnist5 --out docs/results/mnist5 --title "MNIST, 5 agents" ;;
+    report-m20) $py -m fedfair.report logs/mnist20 --out docs/results/mnist20 --title "MNIST, 20 agents" ;;
+    report-m10) $py -m fedfair.report logs/mnist10 logs/mnist10-eci --out docs/results/mnist10 \
         --fig1 docs/results/fig1_psi_vs_exact.csv ;;
     *) echo "unknown stage $1" >&2; return 2 ;;
   esac
 }
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(m5 m20 m10 m10-beta m10-eci report)
+[ ${#stages[@]} -gt 0 ] || stages=(m5 m20 m10 m10-beta m10-eci report-m5 report-m20 report-m10)
 for st in "${stages[@]}"; do stage "$st"; done
 echo "== $(date +%T) done"
