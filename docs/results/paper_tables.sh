@@ -37,11 +37,19 @@ stage() {
     report-m20) $py -m fedfair.report logs/mnist20 --out docs/results/mnist20 --title "MNIST, 20 agents" ;;
     report-m10) $py -m fedfair.report logs/mnist10 logs/mnist10-eci --out docs/results/mnist10 \
         --fig1 docs/results/fig1_psi_vs_exact.csv ;;
+    # A finished run's records (not its checkpoints) into docs: logs/ is not committed
+    keep) for sj in logs/mnist5/*/summary.json logs/mnist20/*/summary.json logs/mnist10/*/summary.json \
+                    logs/mnist10-eci/*/summary.json; do
+            [ -f "$sj" ] || continue; d=$(dirname "$sj"); set=${d#logs/}; set=${set%%/*}
+            case $set in mnist10*) dst=docs/results/mnist10/rerun-2026-12-01/runs/${d#logs/} ;;
+                         *) dst=docs/results/$set/runs/$(basename "$d") ;; esac
+            mkdir -p "$dst"; for f in config.toml summary.json agents.csv server.csv; do
+              [ -f "$d/$f" ] && cp "$d/$f" "$dst/"; done; done ;;
     *) echo "unknown stage $1" >&2; return 2 ;;
   esac
 }
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(m5 m20 m10 m10-beta m10-eci report-m5 report-m20 report-m10)
+[ ${#stages[@]} -gt 0 ] || stages=(m5 m20 m10 m10-beta m10-eci keep report-m5 report-m20 report-m10)
 for st in "${stages[@]}"; do stage "$st"; done
 echo "== $(date +%T) done"
