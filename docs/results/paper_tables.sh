@@ -40,9 +40,9 @@ stage() {
     # A finished run's records (not its checkpoints) into docs: logs/ is not committed
     keep) for sj in logs/mnist5/*/summary.json logs/mnist20/*/summary.json logs/mnist10/*/summary.json \
                     logs/mnist10-eci/*/summary.json; do
-            [ -f "$sj" ] || continue; d=$(dirname "$sj"); set=${d#logs/}; set=${set%%/*}
-            case $set in mnist10*) dst=docs/results/mnist10/rerun-2026-12-01/runs/${d#logs/} ;;
-                         *) dst=docs/results/$set/runs/$(basename "$d") ;; esac
+            [ -f "$sj" ] || continue; d=$(dirname "$sj"); grp=${d#logs/}; grp=${grp%%/*}
+            case $grp in mnist10*) dst=docs/results/mnist10/rerun-2026-12-01/runs/${d#logs/} ;;
+                         *) dst=docs/results/$grp/runs/$(basename "$d") ;; esac
             mkdir -p "$dst"; for f in config.toml summary.json agents.csv server.csv; do
               [ -f "$d/$f" ] && cp "$d/$f" "$dst/"; done; done ;;
     *) echo "unknown stage $1" >&2; return 2 ;;
