@@ -43,8 +43,7 @@ stage() {
             [ -f "$sj" ] || continue; d=$(dirname "$sj"); grp=${d#logs/}; grp=${grp%%/*}
             case $grp in mnist10*) dst=docs/results/mnist10/rerun-2026-12-01/runs/${d#logs/} ;;
                          *) dst=docs/results/$grp/runs/$(basename "$d") ;; esac
-            mkdir -p "$dst"; for f in config.toml summary.json agents.csv server.csv; do
-              [ -f "$d/$f" ] && cp "$d/$f" "$dst/"; done; done ;;
+            docs/results/keep_run.sh "$d" "$dst"; done ;;
     *) echo "unknown stage $1" >&2; return 2 ;;
   esac
 }

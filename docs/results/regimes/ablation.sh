@@ -112,8 +112,7 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
                 for sd in 1 2; do only standalone m10cla ref exact --grid run.seed=$sd; done ;;  # session ended
     keep) for sj in logs/regimes/*/*/summary.json; do  # a finished run's records (not its checkpoints) into docs:
             d=$(dirname "$sj"); dst=docs/results/regimes/runs/${d#logs/regimes/}  # logs/ is not committed
-            mkdir -p "$dst"; for f in config.toml summary.json agents.csv server.csv; do
-              [ -f "$d/$f" ] && cp "$d/$f" "$dst/"; done; done ;;
+            docs/results/keep_run.sh "$d" "$dst"; done ;;
     m10cla-exact) only cgsv m10cla ref exact ;;  # the eps test on MNIST-10: CGSV only (on MNIST-5 the eps = 0
                                                   # Standalone is within 0.3 points of the eps = 1e-7 one)
   esac
