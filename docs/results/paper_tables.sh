@@ -23,8 +23,7 @@ stage() {
     m20) $py -m fedfair.sweep --config $(cfg 20) --grid mechanism.method=standalone,fedavg,cgsv \
           --grid mechanism.beta=1,2 --out-dir logs/mnist20 $fixed run.ranks=3 ;;
     # MNIST-10, every method at beta = 1, CLA first (where r matters most for Tables 7/8); the beta
-    # sweep (1.2, 1.5, 2) is stage m10-beta, ECI m10-eci: docs/results/mnist10 has all of them from
-    # the earlier code, and 2 h of this 2-core box did not hold the whole grid again.
+    # sweep (1.2, 1.5, 2) is stage m10-beta, ECI m10-eci (all three: about 2 h 30 min on 2 cores).
     m10) $py -m fedfair.sweep --config configs/mnist_10_{cla,pow,uni}.toml \
           --grid mechanism.method=standalone,fedavg,dw,eu,rr,qffl,cffl,cgsv \
           --out-dir logs/mnist10 $fixed run.ranks=3 ;;
