@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fedfair.data.base import TaskData
-from fedfair.own_models import build_mlp, build_own_model, check_output
+from fedfair.own_models import LogSoftmaxOutput, build_mlp, build_own_model, check_output
 
 MODELS = ("digits_cnn", "mnist_cnn", "cifar_cnn", "text_cnn", "mlp")
 
@@ -132,11 +132,13 @@ def default_model_for(dataset: str) -> str:
     return _DEFAULTS["files" if dataset == "files" else canonical_name(dataset)]
 
 
-def build_model(name: str, task: TaskData, args: dict[str, Any] | None = None) -> nn.Module:
+def build_model(name: str, task: TaskData, args: dict[str, Any] | None = None,
+                output: str = "log_probs") -> nn.Module:
     """Build a model for ``task`` (built-in by name, or your own class from "package.module:ClassName" with
-    ``args`` as its keyword arguments) and check its output size with one forward pass. Parameters
-    come from torch's global RNG, so call torch.manual_seed(seed) first on every rank to get the same
-    w_0 everywhere."""
+    ``args`` as its keyword arguments) and check its output with one forward pass (size, and
+    log-probabilities unless ``output`` = "logits" (train.output), which appends log_softmax).
+    Parameters come from torch's global RNG, so call torch.manual_seed(seed) first on every rank to get
+    the same w_0 everywhere."""
     args = dict(args or {})
     if ":" in name:
         model = build_own_model(name.strip(), args)
@@ -147,8 +149,8 @@ def build_model(name: str, task: TaskData, args: dict[str, Any] | None = None) -
                          f"('package.module:ClassName') take arguments, not {name}")
     else:
         model = _build_builtin(name, task)
-    check_output(model, task, name)
-    return model
+    check_output(model, task, name, output)  # what forward itself returns
+    return LogSoftmaxOutput(model) if output == "logits" else model
 
 
 def _build_builtin(name: str, task: TaskData) -> nn.Module:

@@ -3,7 +3,8 @@
 ``train.model = "package.module:ClassName"`` imports any ``torch.nn.Module`` subclass and calls it
 with exactly ``train.model_args`` as keyword arguments, so a party's model needs no change to
 fedfair's source. Like the built-in models, its forward must return log-probabilities of shape
-[batch, C] (end in ``log_softmax``): training uses the NLL loss and evaluation its argmax.
+[batch, C] (end in ``log_softmax``): training uses the NLL loss and evaluation its argmax; or it
+returns logits and ``train.output = "logits"`` makes fedfair apply log_softmax.
 Every way this can go wrong is one line (ValueError) raised before any process group exists;
 the output size is checked with one forward pass on a few samples of the data.
 """
@@ -92,9 +93,30 @@ def build_own_model(spec: str, args: dict[str, Any]) -> nn.Module:
         raise ValueError(f"train.model = {spec!r}: {cls.__name__}(**{args!r}) failed: {type(e).__name__}: {e}") from None
 
 
-def check_output(model: nn.Module, task: TaskData, name: str) -> None:
-    """One forward pass on (up to) two test samples: the output must be [batch, C] log-probabilities."""
-    n = min(2, task.num_test)
+class LogSoftmaxOutput(nn.Module):
+    """A model that returns logits, followed by log_softmax (train.output = "logits"): the runtime's loss
+    is NLL on log-probabilities. Its parameters are the wrapped model's, in the same order."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.log_softmax(self.net(x), dim=1)
+
+
+PROBE = 8
+"""Test samples of the one forward pass that checks a model's output before training."""
+LOGSUMEXP_TOL = 1e-3
+"""How far logsumexp over the classes may be from 0 for an output to count as log-probabilities
+(log_softmax in float32 is within 1e-6; a model that returns logits or probabilities is far off)."""
+
+
+def check_output(model: nn.Module, task: TaskData, name: str, output: str = "log_probs") -> None:
+    """One forward pass on a few test samples: the output must be [batch, C], finite, and (with
+    ``output`` = "log_probs", i.e. train.output) log-probabilities, logsumexp over the classes = 0:
+    a model that returns logits or probabilities would otherwise train on a meaningless NLL loss."""
+    n = min(PROBE, task.num_test)
     if n == 0:
         return
     x, _ = task.batch("test", torch.arange(n))
@@ -114,3 +136,23 @@ def check_output(model: nn.Module, task: TaskData, name: str) -> None:
     if out.shape[1] != task.num_classes:
         raise ValueError(f"train.model = {name!r}: output size {out.shape[1]} != number of classes "
                          f"{task.num_classes} of {task.name}")
+    _check_values(out.detach().double(), name, output)
+
+
+def _check_values(out: Tensor, name: str, output: str) -> None:
+    """log_probs: logsumexp = 0 per row; logits: anything finite except rows of probabilities."""
+    where = f"train.model = {name!r}: forward on {out.shape[0]} test samples returned"
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(f"{where} NaN or infinite values")
+    probabilities = bool((out >= 0).all()) and bool(((out.sum(1) - 1).abs() <= LOGSUMEXP_TOL).all())
+    if probabilities:
+        raise ValueError(f"{where} probabilities (rows >= 0 summing to 1): return log-probabilities (end forward "
+                         "in log_softmax) or logits (and set train.output = 'logits')")
+    if output == "logits":
+        return
+    lse = torch.logsumexp(out, dim=1)
+    worst = float(lse.abs().max())
+    if worst > LOGSUMEXP_TOL:
+        raise ValueError(f"{where} values whose logsumexp over the classes is {float(lse[lse.abs().argmax()]):.4g}, "
+                         "not 0: not log-probabilities (train.output = 'log_probs'); end forward in log_softmax, "
+                         "or set train.output = 'logits' if it returns logits")
