@@ -9,8 +9,10 @@
 
 A rank runs phase 1 for each of its agents, then phase 2 for each (``fedfair.runtime.host``).
 All of a rank's agents share one ``nn.Module``: :meth:`Agent.activate` points its parameters at
-the agent's own flat vector and restores the agent's global torch RNG (dropout), so each agent
-keeps its own parameters, optimizer state, RNGs, shard and byte counters. An agent absent from
+the agent's own flat vector and its buffers (BatchNorm's running statistics) at the agent's own,
+and restores the agent's global torch RNG (dropout), so each agent keeps its own parameters,
+buffers, optimizer state, RNGs, shard and byte counters. Buffers are not uploaded: each agent's
+move only by its own training (forward passes in training mode). An agent absent from
 a round (``run.participation`` < 1) neither trains, uploads nor receives: it only reports.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..config import Config
 from ..data import Shard, TaskData
 from ..strategies import Strategy
 from .checkpoint import Checkpointer
-from .training import LocalTrainer, evaluate, flatten_parameters, is_eval_round, point_parameters
+from .training import LocalTrainer, evaluate, flatten_parameters, is_eval_round, point_buffers, point_parameters
 from .transport import AgentTransport
 from .wire import RoundStats, decode, upload_row
 
@@ -38,6 +40,8 @@ class Agent:
         self.task = task
         self.model = model
         self.w = flatten_parameters(model)  # a fresh vector of its own; the model points at it until the next agent's
+        # buffers (BatchNorm's running statistics): the agent's own, never uploaded, start as w_0's
+        self.buffers = [b.detach().clone() for b in model.buffers()]
         self.strategy = strategy
         self.transport = transport
         self.checkpointer = checkpointer
@@ -53,8 +57,10 @@ class Agent:
         self.present = True
 
     def activate(self) -> None:
-        """Make the rank's shared model this agent's: its parameters view self.w, the global RNG is its own."""
+        """Make the rank's shared model this agent's: its parameters view self.w, its buffers are the
+        agent's own, the global RNG is its own."""
         point_parameters(self.model, self.w)
+        point_buffers(self.model, self.buffers)
         torch.set_rng_state(self.torch_rng)
 
     def deactivate(self) -> None:
@@ -138,7 +144,8 @@ class Agent:
     def state_dict(self) -> dict[str, Any]:
         return {"w": self.w.clone(), "optimizer": self.trainer.optimizer.state_dict(),
                 "generator": self.generator.get_state(), "last_reward": self.last_reward.clone(),
-                "torch_rng": self.torch_rng.clone(), "received": self.transport.received, "sent": self.transport.sent}
+                "torch_rng": self.torch_rng.clone(), "received": self.transport.received, "sent": self.transport.sent,
+                "buffers": [b.clone() for b in self.buffers]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.w.copy_(state["w"])
@@ -148,6 +155,8 @@ class Agent:
         self.torch_rng = state["torch_rng"].clone()
         self.transport.received = int(state["received"])
         self.transport.sent = int(state["sent"])
+        for mine, saved in zip(self.buffers, state.get("buffers", [])):  # absent in checkpoints before buffers
+            mine.copy_(saved)
 
 
 def seeded_rng_state(seed: int) -> torch.Tensor:

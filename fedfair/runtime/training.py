@@ -49,6 +49,13 @@ def point_parameters(model: nn.Module, flat: torch.Tensor) -> None:
         offset += n
 
 
+def point_buffers(model: nn.Module, buffers: list[torch.Tensor]) -> None:
+    """Make each buffer of ``model`` (BatchNorm's running statistics, ...) a view of the given tensors:
+    an agent's own buffers, so agents hosted on one rank never share them (buffers are not uploaded)."""
+    for b, mine in zip(model.buffers(), buffers):
+        b.data = mine
+
+
 def to_model(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """An input batch on the model's device, and in its precision if the batch is floating point
     (images; token ids stay integers)."""
