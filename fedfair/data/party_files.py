@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,12 +54,14 @@ class FileProblem(DataError):
 
 @dataclass
 class PartyFile:
-    """One file as read: features (as stored), integer labels, where from and its content hash."""
+    """One file as read: features (as stored), integer labels, where from and its content hash;
+    a CSV file's feature column names (None for .npz), by which it is matched to the test file."""
     who: str
     path: str
     x: np.ndarray
     y: np.ndarray
     sha256: bytes
+    columns: list[str] | None = None
 
 
 def agent_path(template: str, agent: int) -> str:
@@ -88,9 +91,56 @@ def read_file(path: str, who: str, label_column: str = "label") -> PartyFile:
     if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and
                                                   np.all(np.isfinite(y)) and np.all(y == np.round(y)))):
         raise FileProblem(f"{who}: {path!r} holds labels that are not whole numbers (dtype {y.dtype})")
-    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-        raise FileProblem(f"{who}: {path!r} holds features that are NaN or infinite")
-    return PartyFile(who, path, x, y.astype(np.int64), hashlib.sha256(raw).digest())
+    columns = header_columns(path, who, label_column) if p.suffix.lower() == ".csv" else None
+    check_finite(x, path, who, columns)
+    return PartyFile(who, path, x, y.astype(np.int64), hashlib.sha256(raw).digest(), columns)
+
+
+def check_finite(x: np.ndarray, path: str, who: str, columns: list[str] | None) -> None:
+    """Features must be finite as training sees them: cast to float32 (every model trains on float32
+    inputs; train.dtype = float64 widens them after), so 1e39 in a float64 file is infinite too."""
+    if not np.issubdtype(x.dtype, np.floating):
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.isfinite(x.astype(np.float32))
+    if not bad.any():
+        return
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    value, count = float(x[where]), int(bad.sum())
+    if columns is not None:  # CSV: line (1 = header) and column name
+        at = f"line {where[0] + 2}, column {columns[where[1]]!r}"
+    else:
+        at = f"x[{', '.join(map(str, where))}] (sample {where[0]}, feature {', '.join(map(str, where[1:]))})"
+    what = "beyond float32's range (training casts features to float32)" if math.isfinite(value) else "not finite"
+    raise FileProblem(f"{who}: {path!r} holds {value!r} at {at}, {what}; {count} such value(s) in the file")
+
+
+def header_columns(path: str, who: str, label_column: str) -> list[str]:
+    """A CSV file's feature column names, in file order (the label column left out); each once."""
+    with open(path, newline="") as f:
+        header = [h.strip() for h in next(csv.reader(f))]
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise FileProblem(f"{who}: {path!r} has column(s) {', '.join(map(repr, twice))} more than once in its header")
+    return [h for h in header if h != label_column]
+
+
+def match_columns(f: PartyFile, reference: PartyFile) -> PartyFile:
+    """Put a CSV file's features in the reference (test) file's column order, matched by header name:
+    the same set of columns in another order is reordered; a missing or extra column is one line. A file
+    without column names (.npz), or a reference without them, keeps its order (matched by position)."""
+    if f.columns is None or reference.columns is None or f.columns == reference.columns:
+        return f
+    mine, ref = set(f.columns), set(reference.columns)
+    if mine != ref:
+        missing = [c for c in reference.columns if c not in mine]
+        extra = [c for c in f.columns if c not in ref]
+        parts = ([f"missing {', '.join(map(repr, missing))}"] if missing else []) + \
+                ([f"extra {', '.join(map(repr, extra))}"] if extra else [])
+        raise FileProblem(f"{f.who}: {f.path!r} does not have the test file {reference.path!r}'s feature columns: "
+                          f"{'; '.join(parts)} (CSV columns are matched by header name)")
+    order = [f.columns.index(c) for c in reference.columns]
+    return PartyFile(f.who, f.path, np.ascontiguousarray(f.x[:, order]), f.y, f.sha256, list(reference.columns))
 
 
 def _read_npz(path: str, who: str) -> tuple[np.ndarray, np.ndarray]:
@@ -198,6 +248,8 @@ class PartyData:
     test_summary: np.ndarray
     summaries: dict[int, np.ndarray] = field(default_factory=dict)
     opened: list[str] = field(default_factory=list)
+    rows: np.ndarray | None = None
+    """Every agent's summary as exchanged at start-up (fedfair.runtime.datafiles), once it has been."""
 
 
 def load_party_data(template: str, test_file: str, agents: int, hosted: list[int], val_file: str = "",
@@ -216,13 +268,13 @@ def load_party_data(template: str, test_file: str, agents: int, hosted: list[int
     parts, summaries = [], {}
     if with_val:
         opened.append(val_file)
-        val = read_file(val_file, "data.val_file", label_column)
+        val = match_columns(read_file(val_file, "data.val_file", label_column), test)
         check_summary(summarize(val, classes), ref, "data.val_file", test_file, classes)
         parts.append(val)
     for agent in hosted:
         path = agent_path(template, agent)
         opened.append(path)
-        f = read_file(path, f"data.agent_files: agent {agent}", label_column)
+        f = match_columns(read_file(path, f"data.agent_files: agent {agent}", label_column), test)
         summaries[agent] = summarize(f, classes, rank, test.sha256)
         check_summary(summaries[agent], ref, f"data.agent_files: agent {agent}", test_file, classes)
         parts.append(f)
