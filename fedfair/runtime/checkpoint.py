@@ -95,6 +95,8 @@ class Checkpointer:
         self.every = cfg.run.checkpoint_every
         self.agents = [] if rank == 0 else (agents if agents is not None else [rank])
         self.files = [SERVER_FILE] if rank == 0 else [agent_file(i) for i in self.agents]
+        self.problems: list[str] = []
+        """Checkpoint files of this rank that could not be used, one line each (file, round, why)."""
 
     def round_dir(self, t: int) -> Path:
         return self.root / f"round_{t:08d}"
@@ -168,11 +170,18 @@ class Checkpointer:
         return f"last complete checkpoint: round {t} ({self.round_dir(t)})"
 
     def _load_file(self, t: int, name: str) -> dict[str, Any] | None:
+        """A checkpoint file of round t, or None (unreadable, truncated, another round's): that round
+        does not count, and the problem is kept in ``problems`` to be reported."""
+        path = self.round_dir(t) / name
         try:
-            state = torch.load(self.round_dir(t) / name, map_location="cpu", weights_only=True)
-        except Exception:  # unreadable or truncated: that round does not count
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            why = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+            self.problems.append(f"checkpoint {path} (round {t}) cannot be read (truncated or corrupt? {why})")
             return None
         if not isinstance(state, dict) or state.get("round") != t:
+            held = state.get("round") if isinstance(state, dict) else type(state).__name__
+            self.problems.append(f"checkpoint {path} (round {t}) holds round {held!r}")
             return None
         return state
 
@@ -226,6 +235,8 @@ class Checkpointer:
         if not resume:
             self.clear(after=0)
             return 0, None
+        for problem in self.problems:  # each rank its own files: which file, which round, why
+            print(f"fedfair: warning: {problem}: that round does not count", file=sys.stderr, flush=True)
         if incompatible:
             where = f"{self.root}"
             detail = (f" (round {differs[0]}: {differs[1]})" if differs else "")
@@ -233,12 +244,24 @@ class Checkpointer:
                                   f"settings{detail}; use the same settings or another run.name")
         complete = [t for t in range(1, rounds + 1) if vec[2 + t] == 1]
         start = complete[-1] if complete else 0
+        note = self.resume_note(start) if self.rank == 0 else ""  # before clearing: what was on disk
         self.clear(after=start)
-        if self.rank == 0:
-            note = (f"resuming after round {start} from {self.round_dir(start)}" if start
-                    else f"no complete checkpoint in {self.root}: starting from round 1")
+        if note:
             print(f"fedfair: {note}", file=sys.stderr, flush=True)
         return start, states.get(start)
+
+
+    def resume_note(self, start: int) -> str:
+        """What a resume does, and why when it starts from round 1 although checkpoints were there."""
+        if start:
+            return f"resuming after round {start} from {self.round_dir(start)}"
+        on_disk = sorted({int(m.group(1)) for d in (self.root.iterdir() if self.root.is_dir() else [])
+                          if (m := _ROUND_DIR.match(d.name))}, reverse=True)
+        if not on_disk:
+            return f"no checkpoint in {self.root}: starting from round 1"
+        return (f"no checkpoint in {self.root} is complete and readable on every rank (round(s) "
+                f"{', '.join(map(str, on_disk))} on disk; the warnings above say which files failed): starting "
+                "from round 1")
 
 
 def resume_requested(cfg: Config) -> bool:
