@@ -53,7 +53,7 @@ PAPER = {"cgsv": "0.05 (0.04-0.40 over settings)", "eci": "up to 141 (over setti
 def run_method(method: str, rounds: int, out: str, extra: list[str]) -> dict:
     name = f"overhead_{method}"
     wall = torchrun(CONFIG, AGENTS + 1, [f"mechanism.method={method}", f"run.rounds={rounds}",
-                                         f"run.eval_every={rounds + 1000}", f"run.name={name}",
+                                         f"run.eval_every={rounds + 1000}", f"run.name={name}", "run.overwrite=true",
                                          f"run.out_dir={out}", "run.progress=false", *extra])
     return {"method": method, "rounds": rounds, "wall": wall, "extra": extra, **summarise(Path(out) / name)}
 

@@ -48,6 +48,7 @@ def ideal_bytes(k: int, dim: int) -> int:
 def run_job(config: str, rounds: int, overrides: list[str], out_dir: str, name: str) -> Path:
     cfg = load_config(ROOT / config if not os.path.isabs(config) else config,
                       [f"run.rounds={rounds}", f"run.out_dir={out_dir}", f"run.name={name}", "run.progress=false",
+                       "run.overwrite=true",
                        *overrides])
     run_local(cfg, timeout_s=3600)
     return Path(out_dir) / name

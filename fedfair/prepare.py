@@ -22,7 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="folder for party_<i>.<format>, test.<format> (and val.<format>)")
     p.add_argument("--agents", type=int, default=4, help="number of parties N (default 4)")
     p.add_argument("--partition", choices=("uni", "pow", "cla"), default="uni")
-    p.add_argument("--label-noise", default="", help="per-party fractions of random labels, e.g. 0,0,0,0.3")
+    p.add_argument("--label-noise", default="",
+                   help="per-party fractions of random labels, one per party (all --agents of them), e.g. 0,0,0,0.3")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-fraction", type=float, default=0.2, help="stratified test share (default 0.2)")
     p.add_argument("--pool-size", type=int, default=0, help="uni/pow: samples split among parties (0 = all)")
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     try:
         noise = [float(v) for v in a.label_noise.split(",") if v.strip()]
+        if noise and len(noise) != a.agents:  # a short list would leave the last parties clean without a word
+            raise ValueError(f"--label-noise {a.label_noise} gives {len(noise)} fraction(s) for --agents {a.agents}: "
+                             "give one per party (0 for a clean party)")
         task = load_source(a.source, a.seed, a.test_fraction, a.label_column)
         w = write_parties(task, a.out, agents=a.agents, partition=a.partition, seed=a.seed, label_noise=noise,
                           pool_size=a.pool_size or None, shard_size=a.shard_size or None, val_size=a.val_size,

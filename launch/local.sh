@@ -6,9 +6,12 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 config="${here}/configs/default.toml"
 if [ $# -gt 0 ] && [[ "$1" != *=* ]]; then config="$1"; shift; fi
-py="${here}/.venv/bin/python"; [ -x "$py" ] || py=python3
-# Validates the config and the data, prints the world size; a bad input stops here with one line.
-world=$("$py" -m fedfair.run --config "$config" --world-size "$@")
+py="${FEDFAIR_PYTHON:-${here}/.venv/bin/python}"; [ -x "$py" ] || py=python3
+# Validates the config, every data file (all ranks run here), the model's output and the run folder,
+# prints the world size; a bad input stops here with one line and exit code 2.
+world=$("$py" -m fedfair.run --config "$config" --world-size --all-files "$@")
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-exec "$py" -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node "$world" \
+# torchrun through fedfair.runtime.torchrun: torchrun's own report goes to <run folder>/torchrun.log, so a
+# failed job ends with the rank's one fedfair line and its exit code (2 = bad input).
+exec "$py" -m fedfair.runtime.torchrun --standalone --nnodes 1 --nproc_per_node "$world" \
   -m fedfair.run --config "$config" "$@"

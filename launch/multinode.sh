@@ -28,7 +28,8 @@ port="${MASTER_PORT:-29400}"
 config="${here}/configs/default.toml"
 if [ $# -gt 0 ] && [[ "$1" != *=* ]]; then config="$1"; shift; fi
 py="${FEDFAIR_PYTHON:-${here}/.venv/bin/python}"; [ -x "$py" ] || py=python3
-# Validates the config and the data on this node, prints the world size (run.ranks, or N + 1 when 0).
+# Validates the config, the data on this node (party files: the common test file), the model's output and
+# the run folder on this node, prints the world size (run.ranks, or N + 1 when 0).
 # Ranks are numbered node by node, so node 0 holds the server and the first agent blocks
 # (fedfair.runtime.placement): run.ranks=9 on 2 nodes puts the server and agent ranks 1..4 on node 0.
 world=$("$py" -m fedfair.run --config "$config" --world-size "$@")
@@ -48,4 +49,5 @@ args=(--nnodes "$NNODES" --nproc-per-node "$NPROC_PER_NODE" --max-restarts "${MA
       --rdzv-backend c10d --rdzv-endpoint "${MASTER_ADDR}:${port}" --rdzv-id "${RDZV_ID:-fedfair-${name}-${port}}"
       --rdzv-conf "is_host=${is_host}")
 [ -n "${LOCAL_ADDR:-}" ] && args+=(--local-addr "$LOCAL_ADDR")
-exec "$py" -m torch.distributed.run "${args[@]}" -m fedfair.run --config "$config" "$@"
+# fedfair.runtime.torchrun = torchrun whose own report goes to <run folder>/torchrun.log (fedfair's line last)
+exec "$py" -m fedfair.runtime.torchrun "${args[@]}" -m fedfair.run --config "$config" "$@"

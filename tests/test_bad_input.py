@@ -90,7 +90,14 @@ OVERRIDES = [
     ("eval_every 0", ["run.eval_every=0"], "run.eval_every = 0 is invalid: must be >= 1"),
     ("checkpoint_every<0", ["run.checkpoint_every=-1"], "run.checkpoint_every = -1 is invalid: must be >= 0"),
     ("rounds 0", ["run.rounds=0"], "run.rounds = 0 is invalid: must be >= 1"),
-    ("name with slash", ["run.name=a/b"], "run.name = 'a/b' is invalid: a non-empty name without '/'"),
+    ("name with slash", ["run.name=a/b"],
+     "run.name = 'a/b' is invalid: a plain folder name: not empty, no '/' or '\\', not '.' or '..'"),
+    ("run name is the parent folder", ["run.name=.."],
+     "run.name = '..' is invalid: a plain folder name: not empty, no '/' or '\\', not '.' or '..'"),
+    ("resume and overwrite together", ["run.resume=true", "run.overwrite=true"],
+     "run.overwrite = True is invalid: run.resume = true continues the run, run.overwrite = true replaces it: set "
+     "one of them"),
+    ("unknown model output", ["train.output=probs"], "train.output = 'probs' is invalid: one of log_probs, logits"),
     ("test fraction 1", ["data.test_fraction=1"], "data.test_fraction = 1.0 is invalid: must be in (0, 1)"),
     ("override without =", ["mechanism"], "override 'mechanism' is invalid: expected section.key=value"),
     ("override too deep", ["a.b.c=1"], "override key 'a.b.c' is invalid: expected section.key (e.g. mechanism.beta)"),
@@ -272,6 +279,25 @@ PARTY = [
     ("validation method without val_file", 0, [*_party(), "mechanism.method=cffl"],
      "data.val_file = '' is invalid: mechanism.method = 'cffl' values uploads on the server's validation set: give "
      "data.val_file (python -m fedfair.prepare --val-size N writes one)"),
+    ("own model returns logits", 0, [*_party(), "train.model=own_model:LogitNet",
+                                     "train.model_args={{features=30, classes=2}}"],
+     "train.model = 'own_model:LogitNet': forward on 8 test samples returned values whose logsumexp over the classes "
+     "is ..."),
+    ("own model returns probabilities", 0, [*_party(), "train.model=own_model:ProbNet",
+                                            "train.model_args={{features=30, classes=2}}", "train.output=logits"],
+     "train.model = 'own_model:ProbNet': forward on 8 test samples returned probabilities (rows >= 0 summing to 1): "
+     "return log-probabilities (end forward in log_softmax) or logits (and set train.output = 'logits')"),
+    ("party CSV lacks a column of the test file", 2, _party("{d}/columns/site_{{agent}}.csv", "{d}/columns/test.csv"),
+     "data.agent_files: agent 2: '{d}/columns/site_2.csv' does not have the test file '{d}/columns/test.csv''s feature "
+     "columns: missing 'f2'; extra 'g2' (CSV columns are matched by header name)"),
+    ("party CSV with a column twice", 1, _party("{d}/columns/site_{{agent}}.csv", "{d}/columns/test.csv"),
+     "data.agent_files: agent 1: '{d}/columns/site_1.csv' has column(s) 'f0' more than once in its header"),
+    ("party value beyond float32", 3, _party("{d}/big/site_{{agent}}.npz", "{d}/big/test.npz"),
+     "data.agent_files: agent 3: '{d}/big/site_3.npz' holds 1e+39 at x[5, 4] (sample 5, feature 4), beyond "
+     "float32's range (training casts features to float32); 1 such value(s) in the file"),
+    ("party CSV value beyond float32", 3, _party("{d}/columns/site_{{agent}}.csv", "{d}/columns/test.csv"),
+     "data.agent_files: agent 3: '{d}/columns/site_3.csv' holds -5e+38 at line 3, column 'f1', beyond float32's range "
+     "(training casts features to float32); 1 such value(s) in the file"),
     ("party files on a built-in data set", 0, ["data.test_file=t.npz"],
      "data.test_file = 't.npz' is invalid: only read when data.dataset = 'files' (data.dataset is 'digits')"),
 ]
@@ -304,6 +330,21 @@ def party_dirs(tmp_path_factory):
     (variant("corrupt") / "site_4.npz").write_bytes(b"PK\x03\x04 not really a zip")
     np.savez(variant("noy") / "site_3.npz", x=three["x"])
     np.savez(variant("dtype") / "site_1.npz", x=site["x"].astype(np.float64), y=site["y"])
+    big = d / "big"  # every file float64 (so the dtypes agree); party 3 holds one value float32 cannot
+    big.mkdir()
+    for name in ("test", "site_1", "site_2", "site_3", "site_4"):
+        f = np.load(good / f"{name}.npz")
+        x = f["x"].astype(np.float64)
+        if name == "site_3":
+            x[5, 4] = 1e39
+        np.savez(big / f"{name}.npz", x=x, y=f["y"])
+    columns = d / "columns"  # CSV: the test file's header f0,f1,f2,label; each party's own problem
+    columns.mkdir()
+    (columns / "test.csv").write_text("f0,f1,f2,label\n0.5,1.0,2.0,1\n1.5,0.0,1.0,0\n")
+    (columns / "site_1.csv").write_text("f0,f1,f0,label\n0.5,1.0,2.0,1\n")
+    (columns / "site_2.csv").write_text("f0,f1,g2,label\n0.5,1.0,2.0,1\n")
+    (columns / "site_3.csv").write_text("label,f2,f1,f0\n1,0.5,1.0,2.0\n0,0.5,-5e38,2.0\n")
+    (columns / "site_4.csv").write_text("f2,label,f0,f1\n0.5,1,1.0,2.0\n")
     return {"good": str(good), "d": str(d)}
 
 
@@ -319,8 +360,57 @@ def test_bad_party_files_and_models(rank, overrides, expected, party_dirs, monke
     assert exit_.value.code == 2
     assert len(err) == 1, err
     message = E + expected.format(**party_dirs)
-    assert err[0].startswith(message) if message.endswith(": ") else err[0] == message
+    if message.endswith("..."):  # a number that depends on the model's initial weights follows
+        assert err[0].startswith(message[:-3]) and err[0].endswith(
+            "not 0: not log-probabilities (train.output = 'log_probs'); end forward in log_softmax, or set "
+            "train.output = 'logits' if it returns logits"), err[0]
+    else:
+        assert err[0].startswith(message) if message.endswith(": ") else err[0] == message
 
 
 def test_at_least_eight_bad_party_inputs():
     assert len(PARTY) >= 8
+
+
+# The run folder (issue 30): an existing run is never overwritten by accident, and an unwritable out_dir is one
+# line. (id, files already in <out_dir>/x, expected); {root} is out_dir.
+FOLDERS = [
+    ("rerun a finished run's name", {"summary.json": "{}\n", "agents.csv": "round\n", "config.toml": ""},
+     "run.name = 'x': {root}/x already holds a finished run (summary.json); set run.resume = true to continue it, "
+     "run.overwrite = true to replace it, or choose another run.name"),
+    ("rerun an interrupted run's name", {"agents.csv": "round\n", "ckpt/round_00000002/server.pt": ""},
+     "run.name = 'x': {root}/x already holds an unfinished run (agents.csv, ckpt/; no summary.json); set run.resume = "
+     "true to continue it, run.overwrite = true to replace it, or choose another run.name"),
+    ("out_dir under a file", {"../../afile": ""},
+     "run.out_dir = '{root}/afile/logs': cannot write the run folder {root}/afile/logs/x (NotADirectoryError: Not a "
+     "directory)"),
+]
+
+
+def _plant(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = (root / "x" / rel).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@pytest.mark.parametrize("files,expected", [c[1:] for c in FOLDERS], ids=[c[0] for c in FOLDERS])
+def test_run_folder_problems_stop_with_one_line_and_lose_nothing(files, expected, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "afile" / "logs" if "../../afile" in files else tmp_path
+    _plant(tmp_path / "a" if "../../afile" in files else tmp_path, files)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code, err = run_main(monkeypatch, capsys, ["--config", DEFAULT, f"run.out_dir={out}", "run.name=x"], 6)
+    assert code == 2
+    assert err == [E + expected.format(root=tmp_path)]
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # nothing touched
+
+
+def test_the_launchers_precheck_refuses_an_existing_run_and_allows_resume_or_overwrite(tmp_path):
+    _plant(tmp_path, FOLDERS[0][1])
+    args = ("--config", DEFAULT, "--world-size", f"run.out_dir={tmp_path}", "run.name=x")
+    p = _cli(*args)
+    assert (p.returncode, p.stdout, p.stderr.splitlines()) == (2, "", [E + FOLDERS[0][2].format(root=tmp_path)])
+    for choice in ("run.resume=true", "run.overwrite=true"):
+        p = _cli(*args, choice)
+        assert (p.returncode, p.stdout.strip(), p.stderr) == (0, "6", "")
+    assert (tmp_path / "x" / "summary.json").read_text() == "{}\n"  # the pre-check only checks

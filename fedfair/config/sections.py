@@ -69,7 +69,11 @@ class RunConfig:
     checkpoint_every: int = 0
     """Write a checkpoint every this many rounds (0 = never)."""
     resume: bool = False
-    """Restart from the last checkpoint in the run folder, if there is one."""
+    """Continue the run in the run folder from its newest complete checkpoint (from round 1 if there is none)."""
+    overwrite: bool = False
+    """Replace a run folder that already holds a run (finished or not): its logs, summary and checkpoints
+    are deleted at the start. Without it (or run.resume) an existing run folder stops the job: nothing is
+    overwritten by accident."""
     progress: bool = True
     """Show a progress bar on the server."""
     threads: int = 1
@@ -88,7 +92,10 @@ class RunConfig:
     neither train, upload nor receive that round (docs/participation.md says what happens to r, q, ρ)."""
 
     def __post_init__(self) -> None:
-        _check(bool(self.name) and "/" not in self.name, "run.name", self.name, "a non-empty name without '/'")
+        _check(bool(self.name) and not any(c in self.name for c in "/\\\0") and self.name not in (".", ".."),
+               "run.name", self.name, "a plain folder name: not empty, no '/' or '\\', not '.' or '..'")
+        _check(not (self.resume and self.overwrite), "run.overwrite", self.overwrite,
+               "run.resume = true continues the run, run.overwrite = true replaces it: set one of them")
         _check(self.rounds >= 1, "run.rounds", self.rounds, "must be >= 1")
         _check(self.eval_every >= 1, "run.eval_every", self.eval_every, "must be >= 1")
         _check(self.checkpoint_every >= 0, "run.checkpoint_every", self.checkpoint_every, "must be >= 0")
@@ -188,6 +195,10 @@ class TrainConfig:
     """Learning rate multiplied by this once per round (exponential schedule gamma)."""
     optimizer: Literal["sgd", "adam"] = "sgd"
     """Optimizer of the local work; its state persists across rounds."""
+    output: Literal["log_probs", "logits"] = "log_probs"
+    """What the model's forward returns: log_probs (log-probabilities, as every built-in model: training
+    uses the NLL loss) or logits (fedfair applies log_softmax after forward). Checked before training on a
+    test batch: log_probs must have logsumexp 0 over the classes."""
     dtype: Literal["float32", "float64"] = "float32"
     """Precision of the agents' models, optimizer and Δw, and of the server's normalisation and
     aggregation. float64 removes the float32 rounding of tiny optimizer steps (lr·γ^t ~ 1e-7);
@@ -307,7 +318,8 @@ LATER_FIELDS: dict[tuple[str, str], Any] = {
     ("data", "cla_pool"): "full", ("data", "image_pad"): "model", ("train", "dtype"): "float32",
     ("mechanism", "normalize"): "rescale", ("mechanism", "eps"): 1e-7, ("mechanism", "grad_norm_decay"): 1.0,
     ("data", "agent_files"): "", ("data", "test_file"): "", ("data", "val_file"): "", ("data", "label_column"): "label",
-    ("data", "num_classes"): 0, ("train", "model_args"): {}, ("run", "tensorboard"): False}
+    ("data", "num_classes"): 0, ("train", "model_args"): {}, ("run", "tensorboard"): False,
+    ("train", "output"): "log_probs", ("run", "overwrite"): False}
 
 
 def run_identity(cfg: Config) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,8 @@ the per-method table and writes it to ``<out-dir>/compare.md`` and ``<out-dir>/c
 - ``--reuse``: a method whose run folder already holds a finished run of the same config (the
   sweep's check: fields that do not change results aside) is not run again (resumes an
   interrupted comparison; its wall time and timings are those of the earlier run); one finished
-  with another config is a conflict, never overwritten. Without it every method runs again.
+  with another config is a conflict, never overwritten. Without it every method runs again, replacing
+  an earlier run of it in ``<out-dir>`` (``run.overwrite = true``, said as it starts).
 - Launchers: ``local`` (default; ``fedfair.runtime.local.run_local``, every rank a local process) or
   ``torchrun`` (one torchrun job per method, its output in ``<out-dir>/sweep-logs/<method>.log``);
   ``<out-dir>/sweep.json`` records the runs, as for a sweep.

@@ -16,7 +16,7 @@ from ..methods import METHODS, REFERENCE, needs_validation, uses_beta
 NAMED_KEYS = ("data.dataset", "mechanism.method", "mechanism.beta", "data.partition", "data.agents", "run.seed")
 """Grid keys that always appear in a run's name; other grid keys are appended as -{key}{value}."""
 
-IGNORED_FIELDS = {("run", "progress"), ("run", "resume"), ("run", "checkpoint_every"), ("run", "threads"),
+IGNORED_FIELDS = {("run", "progress"), ("run", "resume"), ("run", "overwrite"), ("run", "checkpoint_every"), ("run", "threads"),
                   ("run", "out_dir"), ("comm", "backend"), ("comm", "timeout_s")}
 """Saved-config fields that do not change a run's results: a finished run still counts as complete
 when only these differ from the planned config."""
@@ -192,6 +192,21 @@ def finished_status(cfg: Config) -> tuple[str, str | None]:
 def existing_status(run: PlannedRun) -> tuple[str, str | None]:
     """``finished_status`` of a planned run."""
     return finished_status(run.cfg)
+
+
+def take_over(run: PlannedRun, replace: bool) -> str | None:
+    """A pending run whose folder already holds records (an interrupted run, or with ``replace`` any
+    earlier run) gets run.resume = true (continue it from its checkpoint) or run.overwrite = true
+    (``replace``: compare without --reuse runs every method again); the run folder check of
+    fedfair.run would stop it otherwise. Returns the override added (None: the folder is free)."""
+    from ..runtime.runfolder import existing_records
+
+    if not existing_records(run.run_dir):
+        return None
+    extra = "run.overwrite=true" if replace else "run.resume=true"
+    run.overrides = [o for o in run.overrides if not o.startswith(("run.resume=", "run.overwrite="))] + [extra]
+    run.cfg = load_config(run.config_path, run.overrides)
+    return extra
 
 
 def validation_methods() -> str:

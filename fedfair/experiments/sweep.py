@@ -16,7 +16,9 @@ The runs are every config file × every combination of the ``--grid`` values, wi
 - Each run is one torchrun job (default; its output goes to ``<out-dir>/sweep-logs/<name>.log``)
   or, with ``--launcher local``, ``fedfair.runtime.local.run_local`` (all ranks as local processes).
 - A run whose ``summary.json`` exists is complete and skipped, so re-running the same command
-  resumes an interrupted sweep. A finished run whose saved config differs from the planned one
+  resumes an interrupted sweep; a run that was interrupted (its folder holds logs but no
+  summary.json) is started with ``run.resume=true``: it continues from its newest checkpoint, or
+  from round 1 without one. A finished run whose saved config differs from the planned one
   is a conflict: reported, never overwritten. A failed run is reported and the sweep goes on.
 - ``<out-dir>/sweep.json`` (the manifest) records the command, the grid and every run's status,
   rewritten after each run. The exit status is 1 when any run failed or conflicted.
@@ -42,7 +44,7 @@ from ..runtime.logs import atomic_write_text
 # the sweep's API in one place: launchers, planning and status (tests and scripts use them from here)
 from .launch import COMMANDS, LAUNCHERS, LOG_DIR, Launcher, torchrun_command  # noqa: F401
 from .plan import (PlannedRun, SweepError, existing_status, expand, parse_grid,  # noqa: F401
-                   reference_warnings, split_values)
+                   reference_warnings, split_values, take_over)
 
 MANIFEST = "sweep.json"
 
@@ -70,6 +72,8 @@ class Sweep:
         self.runs, self.out_dir, self.launcher = runs, out_dir, launcher
         self.argv, self.spec, self.timeout_s = argv, spec, timeout_s
         self.prog, self.log = prog, log
+        self.replace = False
+        """Pending runs replace an earlier run in their folder (compare without --reuse), else resume it."""
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S")
         for r in runs:
             r.command = COMMANDS[launcher](r)
@@ -93,6 +97,7 @@ class Sweep:
         n = len(self.runs)
         for r in self.runs:
             r.status, r.error = existing_status(r) if skip_finished else ("pending", None)
+        self.replace = not skip_finished
         todo = sum(r.status == "pending" for r in self.runs)
         self.say(f"{self.prog}: {n} runs in {self.out_dir}: {n - todo} already finished, {todo} to run "
                  f"({self.launcher})")
@@ -118,7 +123,12 @@ class Sweep:
         if r.status == "conflict":
             self.say(f"{head}: CONFLICT, not run: {r.error}", error=True)
             return
-        self.say(f"{head}: running")
+        how = take_over(r, self.replace)
+        if how:
+            r.command = COMMANDS[self.launcher](r)
+        self.say(f"{head}: running" + {None: "", "run.resume=true": " (its folder holds an unfinished run: resumed "
+                                      "from its checkpoint, if any)",
+                                      "run.overwrite=true": " (replaces the earlier run in its folder)"}[how])
         r.status = "running"
         self.write_manifest()
         t0 = time.perf_counter()

@@ -6,7 +6,10 @@ exists, the ranks all-reduce one fixed-size int64 summary row per agent (sample 
 label range, class counts, sha256 of the file and of the party's test file, the file's name):
 never data, and no pickled objects. Every rank checks every row the same way, so a party whose
 file does not fit stops the whole job with one line from rank 0; the server takes the shard
-sizes from the rows and records in ``<run folder>/data_files.json`` which files each rank opened.
+sizes from the rows and, once the ranks agreed where the run starts, records in
+``<run folder>/data_files.json`` which files each rank opened (:func:`record`). A run resumed from
+a checkpoint must read the files it started with: their sha256 against that record, or one line
+naming the changed file.
 """
 from __future__ import annotations
 
@@ -38,7 +41,8 @@ def load(cfg: Config, rank: int | None, world_size: int | None) -> PartyData:
 
 
 def exchange(cfg: Config, party: PartyData, rank: int, device: torch.device) -> list[int]:
-    """All-reduce the agents' summaries, check every one, record on rank 0; returns the shard sizes."""
+    """All-reduce the agents' summaries and check every one (kept in ``party.rows`` for :func:`record`);
+    returns the shard sizes."""
     n, classes = cfg.data.agents, party.num_classes
     table = torch.zeros(n, COUNTS + classes, dtype=torch.int64)
     for agent, row in party.summaries.items():
@@ -53,9 +57,41 @@ def exchange(cfg: Config, party: PartyData, rank: int, device: torch.device) -> 
                               f"was read by {int(row[PRESENT])} ranks, expected exactly one", local=False)
         check_summary(row, party.test_summary, f"data.agent_files: agent {agent}", cfg.data.test_file, classes,
                       local=False)
-    if rank == 0:
-        write_record(cfg, party, rows)
+    party.rows = rows
     return [int(r[SAMPLES]) for r in rows]
+
+
+def record(cfg: Config, party: PartyData, rank: int, device: torch.device, resumed: bool) -> None:
+    """Collective, after the checkpoint agreement: on a resumed run (``resumed``: it continues from a
+    checkpoint) the files must be those the run recorded, else every rank stops (rank 0 says which
+    file changed); then rank 0 writes data_files.json."""
+    changed = changed_file(cfg, party) if rank == 0 and resumed else None
+    flag = torch.tensor([int(changed is not None)], dtype=torch.int64).to(device)
+    dist.all_reduce(flag)
+    if int(flag.item()):
+        raise FileProblem(changed or "a party's file changed since the run started (rank 0 names it)", local=False)
+    if rank == 0:
+        write_record(cfg, party, party.rows)
+
+
+def changed_file(cfg: Config, party: PartyData) -> str | None:
+    """The first file whose sha256 differs from the run's data_files.json, as one line (None: all same,
+    or no record to compare with)."""
+    try:
+        old = json.loads((cfg.run_dir / DATA_RECORD).read_text())
+        before = {"test": old["test_file"]["sha256"], **{a: e["sha256"] for a, e in old["agents"].items()}}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    now = {"test": _hex(party.test_summary, SHA),
+           **{str(agent): _hex(row, SHA) for agent, row in enumerate(party.rows, start=1)}}
+    for key in before:
+        if key in now and now[key] != before[key]:
+            who, path = (("data.test_file", cfg.data.test_file) if key == "test" else
+                         (f"data.agent_files: agent {key}", summary_path(party.rows[int(key) - 1])))
+            return (f"{who}: {path!r} changed since the run started (sha256 {before[key][:12]}... in "
+                    f"{cfg.run_dir / DATA_RECORD}, now {now[key][:12]}...): resuming would train on two data sets; "
+                    "restore the file, or start the run again (run.overwrite = true, or another run.name)")
+    return None
 
 
 def _hex(row: np.ndarray, at: int) -> str:

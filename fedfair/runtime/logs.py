@@ -228,17 +228,28 @@ def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: fl
     return {k: _no_nan(v) for k, v in summary.items()}
 
 
-def agent_table(summary: dict[str, Any]) -> str:
-    """The per-agent table printed at the end of a run."""
-    lines = [f"{'agent':>5} {'test_acc':>8} {'local_acc':>9} {'r':>7} {'q':>6} {'density':>7}"]
+TABLE_AGENTS = 20
+"""Above this many agents the end-of-run table is a summary (min, median, max over agents), not one row each."""
 
+
+def agent_table(summary: dict[str, Any]) -> str:
+    """The per-agent table printed at the end of a run; above TABLE_AGENTS agents a summary of the same
+    columns (every agent's values are in summary.json and agents.csv)."""
     def f(x: float | None, w: int, p: int) -> str:
         return f"{'-':>{w}}" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:>{w}.{p}f}"
 
-    for i, acc in enumerate(summary["final_acc"]):
-        lines.append(f"{i + 1:>5} {f(acc, 8, 3)} {f(summary['final_local_acc'][i], 9, 3)} "
-                     f"{f(summary['final_r'][i], 7, 4)} {f(summary['final_q'][i], 6, 3)} "
-                     f"{f(summary['final_density'][i], 7, 3)}")
+    columns = (("test_acc", "final_acc", 8, 3), ("local_acc", "final_local_acc", 9, 3), ("r", "final_r", 7, 4),
+               ("q", "final_q", 6, 3), ("density", "final_density", 7, 3))
+    n = len(summary["final_acc"])
+    if n <= TABLE_AGENTS:
+        lines = [f"{'agent':>5} " + " ".join(f"{name:>{w}}" for name, _, w, _ in columns)]
+        for i in range(n):
+            lines.append(f"{i + 1:>5} " + " ".join(f(summary[key][i], w, p) for _, key, w, p in columns))
+    else:
+        lines = [f"{n} agents (more than {TABLE_AGENTS}: a summary over agents; every agent's values are in "
+                 "summary.json and agents.csv)", f"{'':>6} " + " ".join(f"{name:>{w}}" for name, _, w, _ in columns)]
+        for stat in ("min", "median", "max"):
+            lines.append(f"{stat:>6} " + " ".join(f(_stat(summary[key], stat), w, p) for _, key, w, p in columns))
 
     def g(x: float | None) -> str:
         return "undefined" if x is None else f"{x:.2f}"
@@ -250,3 +261,11 @@ def agent_table(summary: dict[str, Any]) -> str:
                  f"bytes_down {summary['bytes_down']:,} (dense {summary['bytes_down_dense']:,})  "
                  f"wall {summary['wall_s']:.1f} s")
     return "\n".join(lines)
+
+
+def _stat(values: list[float | None], stat: str) -> float | None:
+    """min, median (the lower middle value) or max over agents, ignoring undefined (None) values."""
+    xs = sorted(v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v)))
+    if not xs:
+        return None
+    return {"min": xs[0], "median": xs[(len(xs) - 1) // 2], "max": xs[-1]}[stat]

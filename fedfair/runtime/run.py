@@ -21,11 +21,11 @@ import torch.distributed as dist
 
 from ..config import Config, ConfigError, load_config
 from ..data import Shard, TaskData, load_task, make_shards
-from ..data.party_files import FileProblem, PartyData
+from ..data.party_files import FileProblem, PartyData, load_party_data
 from ..models import build_model as build_network
 from ..models import default_model_for
 from ..strategies import ServerContext, Strategy, build_strategy, default_val_size, needs_validation
-from . import datafiles, live
+from . import datafiles, live, runfolder
 from .agent import Agent
 from .checkpoint import CheckpointError, Checkpointer, resume_requested
 from .logs import RunLog, agent_table
@@ -33,6 +33,7 @@ from .host import Host
 from .placement import host_ranks, hosted_agents, world_size_for
 from .server import Server
 from .training import ValidationSet, layer_sizes
+from .runfolder import RunFolderError
 from .transport import AgentTransport, RunAborted, ServerTransport
 from .wire import upload_size
 
@@ -80,7 +81,7 @@ def resolve_val_size(cfg: Config, num_train: int) -> None:
 def build_model(cfg: Config, setup: Setup) -> torch.nn.Module:
     """The common initial model w_0: identical on every rank because the seed is."""
     torch.manual_seed(cfg.run.seed)
-    model = build_network(setup.model_name, setup.task, cfg.train.model_args)
+    model = build_network(setup.model_name, setup.task, cfg.train.model_args, cfg.train.output)
     # float64: the same initial values (drawn in float32, then widened), trained in float64
     return model.to(torch.float64) if cfg.train.dtype == "float64" else model
 
@@ -152,6 +153,8 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
     torch.set_num_threads(cfg.run.threads)
     setup = setup or prepare(cfg, rank, world_size)
     model = build_model(cfg, setup)
+    if rank == 0:  # the server writes the run folder: never over another run by accident
+        claim_run_folder(cfg)
     sizes = layer_sizes(model)
     timeout = timedelta(seconds=cfg.comm.timeout_s)
     backend = choose_backend(cfg)
@@ -172,11 +175,23 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
         # every rank: the newest checkpoint complete on all ranks, if this is a resume (collective)
         ckpt = Checkpointer(cfg, rank, hosted_agents(cfg.data.agents, rank, world_size))
         start, state = ckpt.agree(resume_requested(cfg))
+        if setup.files is not None:  # a resumed run must read the files it started with; then the record
+            datafiles.record(cfg, setup.files, rank, device, resumed=start > 0)
         if rank == 0:
             return serve(cfg, setup, model, strategy, validation, ckpt, start, state, device)
         return work(cfg, rank, setup, model, strategy, ckpt, start, state, device)
     finally:
         dist.destroy_process_group()
+
+
+def claim_run_folder(cfg: Config) -> None:
+    """The run folder is free, or this job continues it (run.resume, a torchrun restart) or replaces
+    it (run.overwrite: the old records go now), and it can be written."""
+    resuming = resume_requested(cfg)
+    runfolder.check_free(cfg, resuming)
+    if cfg.run.overwrite and not resuming:
+        runfolder.clear(cfg)
+    runfolder.check_writable(cfg)
 
 
 def serve(cfg: Config, setup: Setup, model: torch.nn.Module, strategy: Strategy, validation: ValidationSet | None,
@@ -225,6 +240,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--world-size", action="store_true",
                    help="validate the config and data, print the world size (run.ranks, or N + 1 when 0) and exit "
                         "(used by launch/*.sh)")
+    p.add_argument("--all-files", action="store_true",
+                   help="with --world-size and data.dataset = files: check every party's file (the whole job runs on "
+                        "this machine); without it only the common test file")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. mechanism.beta=1.5")
     return p.parse_args(argv)
 
@@ -253,6 +271,30 @@ def check_runnable(cfg: Config) -> None:
                              f"{local_world} local ranks; use comm.backend = 'gloo' or 'auto'")
 
 
+def precheck(cfg: Config, all_files: bool) -> None:
+    """What the launchers run before torchrun (``--world-size``): the config, the devices and packages,
+    the data, the model's output and the run folder, so bad input is one line before any rank starts.
+    Party files: every one with ``all_files`` (the whole job runs on this machine: launch/local.sh),
+    else the common test file only (the others are on the parties' machines)."""
+    check_runnable(cfg)
+    if cfg.data.dataset == "files" and not all_files:
+        d = cfg.data
+        party = load_party_data(d.agent_files, d.test_file, d.agents, [], label_column=d.label_column,
+                                num_classes=d.num_classes)
+        setup = Setup(party.task, party.shards, party.val_indices, cfg.train.model or default_model_for("files"), party)
+    else:
+        setup = prepare(cfg)
+    build_model(cfg, setup)
+    runfolder.check_free(cfg, resume_requested(cfg))
+    runfolder.check_writable(cfg)
+    if setup.files is not None and setup.files.summaries and resume_requested(cfg) and \
+            any((cfg.run_dir / "ckpt").glob("round_*")):  # a resume from a checkpoint: the files it started with
+        setup.files.rows = np.stack([setup.files.summaries[i] for i in range(1, cfg.data.agents + 1)])
+        changed = datafiles.changed_file(cfg, setup.files)
+        if changed:
+            raise SetupError(changed)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
@@ -260,8 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cfg = load_config(args.config, args.overrides)
         if args.world_size:
-            if cfg.data.dataset != "files":  # the parties' files are on their own machines
-                prepare(cfg)
+            precheck(cfg, args.all_files)
             print(world_size_for(cfg.data.agents, cfg.run.ranks))
             return
         check_world_size(cfg, world_size)
@@ -273,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         run_rank(cfg, rank, world_size, setup=setup)
-    except (CheckpointError, FileProblem) as e:
+    except (CheckpointError, FileProblem, RunFolderError) as e:
         fail(str(e), rank)
     except RunAborted as e:
         # one line from the rank that saw the failure; ranks that only lost their peer stay quiet

@@ -243,9 +243,7 @@ class Server:
             accs = [r["test_acc"] for r in out["agents"] if not math.isnan(r["test_acc"])]
             if accs:
                 self.shown_acc = (sum(accs) / len(accs), out["server"]["test_acc"])
-            bar.set_postfix_str(f"acc agents {self.shown_acc[0]:.3f} server {self.shown_acc[1]:.3f} | "
-                                f"down {self.totals.bytes_down / 1e6:.2f} MB "
-                                f"(dense {self.totals.bytes_down_dense / 1e6:.2f})")
+            bar.set_postfix_str(progress_text(self.shown_acc, self.totals))
         bar.close()
         return self.finish()
 
@@ -291,6 +289,13 @@ class Server:
             self.shown_acc = tuple(state["bar_acc"])
         self.start_wall = time.perf_counter() - state["wall_s"]
         torch.set_rng_state(state["torch_rng"])
+
+
+def progress_text(shown_acc: tuple[float, float], totals: Totals) -> str:
+    """The progress bar's text: the last evaluation's accuracies ("-" before the first, never "nan") and bytes."""
+    agents, server = ("-" if math.isnan(a) else f"{a:.3f}" for a in shown_acc)
+    return (f"acc agents {agents} server {server} | down {totals.bytes_down / 1e6:.2f} MB "
+            f"(dense {totals.bytes_down_dense / 1e6:.2f})")
 
 
 def _at(x: torch.Tensor | None, i: int) -> float:
