@@ -91,6 +91,19 @@ def test_csv_and_npz_read_the_same(tmp_path):
         read_file(str(tmp_path / "b.csv"), "t")
 
 
+def test_a_party_csv_with_its_columns_in_another_order_is_matched_by_header(tmp_path):
+    """A party that exports the test file's columns in another order trains on the same features, in the
+    test file's order (matched by header name, not by position)."""
+    (tmp_path / "test.csv").write_text("f0,f1,f2,label\n1,2,3,0\n4,5,6,1\n")
+    (tmp_path / "site_1.csv").write_text("f0,f1,f2,label\n0.5,1.5,2.5,1\n")
+    (tmp_path / "site_2.csv").write_text("label,f2,f0,f1\n1,2.5,0.5,1.5\n0,9,7,8\n")
+    party = load_party_data(str(tmp_path / "site_{agent}.csv"), str(tmp_path / "test.csv"), 2, [1, 2])
+    x = party.task.train_x.numpy()
+    assert x[party.shards[0].indices].tolist() == [[0.5, 1.5, 2.5]]
+    assert x[party.shards[1].indices].tolist() == [[0.5, 1.5, 2.5], [7, 8, 9]]
+    assert party.shards[1].labels.tolist() == [1, 0]
+
+
 def test_the_exchange_checks_every_row(tmp_path):
     """The start-up exchange on a real (one-rank) gloo group: an agent no rank read stops the job; a
     party whose copy of the test file differs from the server's is named."""

@@ -76,3 +76,23 @@ def test_model_errors_are_one_line(digits, name, args, message):
     with pytest.raises(ValueError) as e:
         build_model(name, digits, args)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_model_that_returns_logits_gets_log_softmax_with_train_output_logits(digits):
+    """train.output = "logits": fedfair appends log_softmax, so the loss sees log-probabilities; without it
+    the same model stops before training (tests/test_bad_input.py, "own model returns logits")."""
+    torch.manual_seed(0)
+    model = build_model("own_model:LogitNet", digits, {"features": 64, "classes": 10}, output="logits")
+    x, _ = digits.batch("test", torch.arange(5))
+    out = model(x)
+    assert torch.allclose(torch.logsumexp(out, dim=1), torch.zeros(5), atol=1e-6)
+    torch.manual_seed(0)
+    raw = build_model("own_model:TinyNet", digits, {"features": 64, "classes": 10})  # same Linear, same seed
+    assert [p.shape for p in model.parameters()] == [p.shape for p in raw.parameters()]
+    with pytest.raises(ValueError, match=r"logsumexp over the classes is .*, not 0: not log-probabilities"):
+        build_model("own_model:LogitNet", digits, {"features": 64, "classes": 10})
+
+
+def test_every_built_in_model_returns_log_probabilities(digits):
+    for name in ("digits_cnn", "mlp"):
+        build_model(name, digits)  # the check passes (it raises otherwise)

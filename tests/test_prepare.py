@@ -80,3 +80,12 @@ def test_bad_source_is_one_line(tmp_path, capsys):
                    "iris, digits, mnist, fashion_mnist, cifar10, mr, sst5) nor a .npz/.csv file"]
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path)])
+
+
+def test_fewer_label_noise_fractions_than_parties_stop_with_one_line(tmp_path, capsys):
+    """--label-noise 0,0.6 for 4 parties used to leave parties 3 and 4 clean without a word."""
+    assert main(["--source", "breast_cancer", "--out", str(tmp_path), "--agents", "4", "--label-noise", "0,0.6"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "fedfair.prepare: error: --label-noise 0,0.6 gives 2 fraction(s) for --agents 4: give one per party (0 for a "
+        "clean party)"]
+    assert not any(tmp_path.iterdir())

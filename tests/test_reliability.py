@@ -163,6 +163,40 @@ def test_resume_with_other_settings_is_refused(reference, tmp_path):
         run_local(config(tmp_path, "ref", "run.resume=true", "mechanism.beta=2"))
 
 
+def test_resuming_next_to_truncated_checkpoints_says_which_file_and_round(reference, tmp_path, capfd):
+    """A truncated server checkpoint is reported (file, round) and the resume takes the round before; with
+    every server checkpoint truncated the resume says why it starts from round 1. Both end as the reference."""
+    ref_dir, ref = reference
+    run_dir = tmp_path / "ref"
+    shutil.copytree(ref_dir, run_dir)
+    ckpt = Checkpointer(config(tmp_path, "ref"), 0)
+
+    def truncate(t: int) -> Path:
+        path = ckpt.round_dir(t) / "server.pt"
+        path.write_bytes(path.read_bytes()[:100])
+        return path
+
+    newest = truncate(ROUNDS)
+    capfd.readouterr()
+    resumed = run_local(config(tmp_path, "ref", "run.resume=true"))
+    err = [line for line in capfd.readouterr().err.splitlines() if line.startswith("fedfair:")]
+    assert err[0].startswith(f"fedfair: warning: checkpoint {newest} (round {ROUNDS}) cannot be read (truncated or "
+                             "corrupt? ") and err[0].endswith("): that round does not count")
+    assert err[1:] == [f"fedfair: resuming after round {ROUNDS - EVERY} from {ckpt.round_dir(ROUNDS - EVERY)}"]
+    assert_same_run(ref_dir, ref, run_dir, resumed)
+
+    for t in (ROUNDS, ROUNDS - EVERY):
+        truncate(t)
+    resumed = run_local(config(tmp_path, "ref", "run.resume=true"))
+    err = [line for line in capfd.readouterr().err.splitlines() if line.startswith("fedfair:")]
+    assert [line.split(" (round ")[0] for line in err[:2]] == [
+        f"fedfair: warning: checkpoint {ckpt.round_dir(t)}/server.pt" for t in (ROUNDS, ROUNDS - EVERY)]
+    assert err[2:] == [f"fedfair: no checkpoint in {run_dir}/ckpt is complete and readable on every rank (round(s) "
+                       f"{ROUNDS}, {ROUNDS - EVERY} on disk; the warnings above say which files failed): starting "
+                       "from round 1"]
+    assert_same_run(ref_dir, ref, run_dir, resumed)
+
+
 def test_fault_specs_parse():
     from fedfair.runtime.faults import Fault, parse
 
