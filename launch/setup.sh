@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Create .venv with the CPU build of torch and fedfair installed (editable).
+# Create .venv with torch 2.13.0 and fedfair installed (editable).
 #   launch/setup.sh        runtime only
 #   launch/setup.sh test   plus the test extras
+# torch comes from pip's index: a stock index on Linux gives the CUDA build; TORCH_INDEX_URL (e.g.
+# PyTorch's CPU wheel index) is passed to pip as --index-url for torch alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 if [ "$extras" = "test" ]; then
   .venv/bin/pip install -q -e '.[test]'
 else

@@ -414,3 +414,10 @@ def test_the_launchers_precheck_refuses_an_existing_run_and_allows_resume_or_ove
         p = _cli(*args, choice)
         assert (p.returncode, p.stdout.strip(), p.stderr) == (0, "6", "")
     assert (tmp_path / "x" / "summary.json").read_text() == "{}\n"  # the pre-check only checks
+
+
+def test_the_docs_count_of_bad_inputs_is_this_suites():
+    text = " ".join((ROOT / "docs" / "reliability.md").read_text().split())
+    total = len(OVERRIDES) + len(FILES) + len(PARTY) + len(FOLDERS)
+    assert (f"tries {total} bad inputs ({len(OVERRIDES)} overrides, {len(FILES)} config files, {len(PARTY)} party "
+            f"files and models, {len(FOLDERS)} run folders)") in text

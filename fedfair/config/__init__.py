@@ -5,9 +5,9 @@ Every field has a default and a docstring (the string literal under it). Validat
 line naming the field, the value and what is allowed.
 """
 from .loading import SECTIONS, apply_overrides, from_dict, load_config, to_toml
-from .sections import (LATER_FIELDS, PAD_DATASETS, Behaviour, CommConfig, Config, ConfigError, Dataset, DataConfig,
-                       MechanismConfig, Partition, RunConfig, TrainConfig, run_identity)
+from .sections import (LATER_FIELDS, NOT_FOR_FILES, PAD_DATASETS, Behaviour, CommConfig, Config, ConfigError, Dataset,
+                       DataConfig, MechanismConfig, Partition, RunConfig, TrainConfig, run_identity)
 
-__all__ = ["SECTIONS", "apply_overrides", "from_dict", "load_config", "to_toml", "LATER_FIELDS", "PAD_DATASETS",
-           "Behaviour", "CommConfig", "Config", "ConfigError", "Dataset", "DataConfig", "MechanismConfig",
+__all__ = ["SECTIONS", "apply_overrides", "from_dict", "load_config", "to_toml", "LATER_FIELDS", "NOT_FOR_FILES",
+           "PAD_DATASETS", "Behaviour", "CommConfig", "Config", "ConfigError", "Dataset", "DataConfig", "MechanismConfig",
            "Partition", "RunConfig", "TrainConfig", "run_identity"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .sections import Config, ConfigError, _check_choice
+from .sections import NOT_FOR_FILES, Config, ConfigError, _check_choice
 
 SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
 
@@ -148,9 +148,15 @@ def _toml_value(v: Any) -> str:
 
 
 def to_toml(cfg: Config) -> str:
-    """The resolved config as TOML (round-trips through load_config)."""
+    """The resolved config as TOML (round-trips through load_config). A files run leaves out the [data]
+    keys that do not apply to it (NOT_FOR_FILES; they load as their defaults)."""
     lines = []
-    for sec, values in cfg.to_dict().items():
+    d = cfg.to_dict()
+    if cfg.data.dataset == "files":
+        lines.append(f"# dataset = \"files\": {', '.join(NOT_FOR_FILES)} do not apply (the data is what the parties "
+                     "hold) and are left out")
+        d["data"] = {k: v for k, v in d["data"].items() if k not in NOT_FOR_FILES}
+    for sec, values in d.items():
         lines.append(f"[{sec}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
         lines.append("")

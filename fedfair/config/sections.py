@@ -20,6 +20,10 @@ Partition = Literal["uni", "pow", "cla"]
 Behaviour = Literal["honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan"]
 PAD_DATASETS = ("mnist", "fashion_mnist")
 """Data sets whose 28x28 images data.image_pad = "data" pads to 32x32."""
+NOT_FOR_FILES = ("partition", "pool_size", "shard_size", "label_noise", "val_size", "test_fraction", "cla_pool",
+                 "image_pad")
+"""[data] keys that do not apply to dataset = "files" (the data is what the parties hold): a files run's
+config.toml and summary.json leave them out."""
 
 
 class ConfigError(ValueError):

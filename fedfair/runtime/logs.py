@@ -200,7 +200,8 @@ def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: fl
     standalone = find_standalone_reference(cfg, key) if cfg.mechanism.method != REFERENCE else final_acc
     t = totals
     summary = {
-        "method": cfg.mechanism.method, "dataset": cfg.data.dataset, "partition": cfg.data.partition,
+        "method": cfg.mechanism.method, "dataset": cfg.data.dataset,
+        "partition": None if cfg.data.dataset == "files" else cfg.data.partition,  # the parties' own split
         "agents": cfg.data.agents, "rounds": cfg.run.rounds, "seed": cfg.run.seed,
         "beta": cfg.mechanism.beta if math.isfinite(cfg.mechanism.beta) else "inf",
         "final_acc": final_acc,
