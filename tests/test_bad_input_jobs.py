@@ -23,6 +23,7 @@ from fedfair.runtime.local import run_local
 from hospital_sites import AGENTS, breast_cancer_sites
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT / "configs" / "default.toml"
 E = "fedfair: error: "
 
 
@@ -51,7 +52,7 @@ def test_rerunning_a_name_with_overwrite_replaces_the_old_run(tmp_path):
     (old / "ckpt" / "round_00000009" / "server.pt").write_bytes(b"old")
     (old / "summary.json").write_text('{"old": true}\n')
     (old / "agents.csv").write_text("old\n")
-    cfg = load_config(ROOT / "configs" / "default.toml", [
+    cfg = load_config(DEFAULT, [
         f"run.out_dir={tmp_path}", "run.name=x", "run.overwrite=true", "data.agents=2", "run.rounds=2",
         "run.eval_every=2", "run.progress=false", "run.checkpoint_every=1"])
     run_local(cfg)
@@ -62,7 +63,7 @@ def test_rerunning_a_name_with_overwrite_replaces_the_old_run(tmp_path):
 
 
 def test_resuming_after_a_party_file_changed_stops_naming_the_file(sites, tmp_path):
-    run_local(load_config(None, files_args(sites, tmp_path, "f", "run.checkpoint_every=1", "run.rounds=1")))
+    run_local(load_config(DEFAULT, files_args(sites, tmp_path, "f", "run.checkpoint_every=1", "run.rounds=1")))
     record = (tmp_path / "f" / "data_files.json").read_text()
     path = sites["template"].replace("{agent}", "2")
     x, y = sites["sites"][2]
@@ -79,7 +80,7 @@ def test_resuming_after_a_party_file_changed_stops_naming_the_file(sites, tmp_pa
         # the job itself checks too (the parties' files are on their own machines in a real consortium)
         with pytest.raises(RuntimeError, match="FileProblem: " + expected.replace("(", r"\(").replace(")", r"\)")
                            .replace(".", r"\.").replace("[", r"\[")):
-            run_local(load_config(None, files_args(sites, tmp_path, "f", "run.resume=true")))
+            run_local(load_config(DEFAULT, files_args(sites, tmp_path, "f", "run.resume=true")))
         assert (tmp_path / "f" / "data_files.json").read_text() == record  # the run's record still says what it read
     finally:
         np.savez(path, x=x, y=y)
