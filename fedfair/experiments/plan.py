@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, ConfigError, load_config
+from ..config import NOT_FOR_FILES, Config, ConfigError, load_config
 from ..runtime.logs import reference_key
 from ..methods import METHODS, REFERENCE, needs_validation, uses_beta
 
@@ -119,10 +119,14 @@ def run_name(cfg: Config, extra: list[tuple[str, str]]) -> str:
 
 
 def comparable(cfg: Config) -> dict[str, dict[str, Any]]:
-    """The config as a dict without the fields that do not change results (see IGNORED_FIELDS)."""
+    """The config as a dict without the fields that do not change results (IGNORED_FIELDS, and for a files
+    run the [data] keys that do not apply to it)."""
     d = cfg.to_dict()
     for sec, key in IGNORED_FIELDS:
         d.get(sec, {}).pop(key, None)
+    if cfg.data.dataset == "files":  # config.toml leaves them out: they do not apply
+        for key in NOT_FOR_FILES:
+            d["data"].pop(key, None)
     return d
 
 
