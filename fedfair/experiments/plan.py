@@ -184,7 +184,7 @@ def finished_status(cfg: Config) -> tuple[str, str | None]:
     except (ConfigError, OSError) as e:
         return "conflict", f"finished run folder has an unreadable config.toml ({e})"
     a, b = comparable(old), comparable(cfg)
-    if b["data"]["val_size"] == 0 and needs_validation(cfg.mechanism.method):
+    if b["data"].get("val_size") == 0 and needs_validation(cfg.mechanism.method):
         b["data"]["val_size"] = a["data"]["val_size"]  # the run resolved 0 to its default (fedfair.run)
     if a != b:
         diffs = [f"{s}.{k}: {a[s].get(k)!r} (saved) vs {b[s].get(k)!r} (planned)"
