@@ -154,3 +154,21 @@ def test_a_file_edited_in_place_is_other_data_for_the_fairness_reference(tmp_pat
     assert not edited["rho_available"] and edited["rho"] is None
     new_key = json.loads(edited["reference_key"])
     assert new_key["data_sha256"]["2"] != key["data_sha256"]["2"] and new_key["data_sha256"]["1"] == key["data_sha256"]["1"]
+
+
+def test_a_files_runs_config_leaves_out_what_does_not_apply_and_still_counts_as_finished(tmp_path):
+    """config.toml of a files run has no partition, test_fraction, cla_pool, image_pad (they do not apply);
+    it loads back as the same config, and the sweep's finished check still matches it."""
+    from fedfair.config import NOT_FOR_FILES, to_toml
+    from fedfair.experiments.plan import finished_status
+
+    cfg = load_config(None, ["data.dataset=files", "data.agent_files=s_{agent}.npz", "data.test_file=t.npz",
+                             "data.partition=pow", f"run.out_dir={tmp_path}", "run.name=f"])
+    text = to_toml(cfg)
+    data = text.split("[data]\n", 1)[1].split("\n\n", 1)[0]
+    assert not any(line.split(" = ")[0] in NOT_FOR_FILES for line in data.splitlines())
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "config.toml").write_text(text)
+    (tmp_path / "f" / "summary.json").write_text("{}")
+    assert finished_status(cfg) == ("complete", None)
+    assert load_config(tmp_path / "f" / "config.toml").train == cfg.train
