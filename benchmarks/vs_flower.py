@@ -72,14 +72,48 @@ def fedfair_round_s(task: str, n: int, rounds: int, out: Path) -> float:
                 break
             time.sleep(0.5)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        stop(proc)
         log.close()
     head = server_csv.read_text().splitlines()
     col = head[0].split(",").index("round_s")
     times = [float(line.split(",")[col]) for line in head[1:rounds - 1 + 1]][1:]  # rounds 2..R-1
     return statistics.mean(times)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (torchrun's workers run in sessions of their own, out of its group)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """End the torchrun job and every worker: SIGTERM to torchrun (it stops its workers), then SIGKILL to
+    whatever is left of the whole tree."""
+    tree = descendants(proc.pid)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    for pid in [proc.pid, *tree]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
 
 
 def flower_round_s(flower_python: str, flower_dir: str, n: int, rounds: int, out: Path) -> float:
