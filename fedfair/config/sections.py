@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .. import valuations
 from ..methods import NAMES as METHOD_NAMES
-from ..methods import PARTIAL_METHODS, needs_validation, supports_partial
+from ..methods import PARTIAL_METHODS, needs_validation, supports_partial, valued
 Dataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5", "files"]
 Partition = Literal["uni", "pow", "cla"]
 Behaviour = Literal["honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan"]
@@ -210,6 +211,52 @@ class TrainConfig:
 
 
 @dataclass
+class FedCESettings:
+    """``[mechanism.fedce]``: FedCE's valuation (Jiang et al., CVPR 2023; NVFlare's FedCEModelAggregator)."""
+
+    mode: Literal["plus", "times", "gradient"] = "plus"
+    """How the gradient-space score (novelty: 1 - running mean of cos(u_i, the others' consensus)) is
+    combined with the data-space score (validation accuracy of the aggregate minus that of the
+    aggregate without agent i, on the server's validation set): plus or times (FedCE's modes, each
+    score normalised first), or gradient (the gradient-space score alone; no validation set)."""
+    epsilon: float = 1e-6
+    """FedCE's floor: scores are clipped below at this before normalising."""
+
+    def __post_init__(self) -> None:
+        _check_choices(self, "mechanism.fedce")
+        _check(self.epsilon > 0 and math.isfinite(self.epsilon), "mechanism.fedce.epsilon", self.epsilon,
+               "must be a finite number > 0")
+
+
+@dataclass
+class GTGSettings:
+    """``[mechanism.gtg]``: GTG-Shapley's sampling (Liu et al., ACM TIST 2022; defaults as its SV_algs/GTG.py)."""
+
+    eps: float = 0.001
+    """Within-round truncation: once a permutation's prefix is this close to U(all), later agents add 0."""
+    round_threshold: float = 0.01
+    """Between-round truncation: a round that moves the validation utility by at most this is worth 0 to all."""
+    min_permutations: int = 30
+    """Permutations sampled before the convergence test is applied."""
+    last_k: int = 10
+    """The convergence test compares the last this many running means."""
+    tolerance: float = 0.05
+    """Converged when their largest mean relative deviation from the newest is at most this."""
+    max_evals: int = 64
+    """Budget: coalitions evaluated on the validation set per round, at most (0 = no cap; N <= 6 has
+    at most 64 coalitions, so the cap only binds above that)."""
+
+    def __post_init__(self) -> None:
+        for key in ("eps", "round_threshold", "tolerance"):
+            v = getattr(self, key)
+            _check(v >= 0 and math.isfinite(v), f"mechanism.gtg.{key}", v, "must be a finite number >= 0")
+        _check(self.min_permutations >= 1, "mechanism.gtg.min_permutations", self.min_permutations, "must be >= 1")
+        _check(self.last_k >= 1, "mechanism.gtg.last_k", self.last_k, "must be >= 1")
+        _check(self.max_evals == 0 or self.max_evals >= 2, "mechanism.gtg.max_evals", self.max_evals,
+               "must be 0 (no cap) or >= 2 (U of nobody and of everyone)")
+
+
+@dataclass
 class MechanismConfig:
     method: str = "cgsv"
     """Reward method: a name in the registry ``fedfair.methods`` (cgsv, the paper's, or a baseline)."""
@@ -242,6 +289,27 @@ class MechanismConfig:
     """ECI permutation samples per round when N > 8 (exact Shapley below)."""
     behaviours: list[Behaviour] = field(default_factory=list)
     """Per-agent behaviour for experiments: honest, free_rider, sign_flipper, scaled, replayer, nan."""
+    valuation: str = valuations.DEFAULT
+    """How psi_i is computed each round (cgsv, dw, eu): cosine (the paper), loo_cosine, classwise, fedce,
+    val_gradient or gtg_shapley; ``fedfair/valuations.py`` says what each is and which need the server's
+    validation set (data.val_size)."""
+    norm_bound: Literal["off", "median"] = "off"
+    """Per-round upload norm bound B_t: off, or median (the median non-zero upload norm of the round).
+    With median, clip and none cap every upload at B_t (so scaling an upload up buys nothing), and under
+    every normalize rule an upload above outlier_factor * B_t is out of bounds: no weight, psi = -1."""
+    outlier_factor: float = 100.0
+    """With norm_bound = median: uploads longer than this multiple of B_t are out of bounds (0 = never)."""
+    audit: Literal["none", "shapley"] = "none"
+    """A live audit of the rewards: shapley logs, every audit_every rounds, each agent's exact Shapley value
+    of the round's validation accuracy over coalitions of that round's uploads (GTG-Shapley above 12 agents)
+    in agents.csv's audit column, and summary.json's audit_tau = Kendall tau of final r against the
+    cumulative audit value. Needs the server's validation set (data.val_size); not counted in mechanism_s."""
+    audit_every: int = 10
+    """Rounds between audits (and the last round)."""
+    fedce: FedCESettings = field(default_factory=FedCESettings)
+    """FedCE's settings (mechanism.valuation = fedce)."""
+    gtg: GTGSettings = field(default_factory=GTGSettings)
+    """GTG-Shapley's settings (mechanism.valuation = gtg_shapley, and the audit above 12 agents)."""
 
     def __post_init__(self) -> None:
         _check_choices(self, "mechanism")
@@ -257,6 +325,18 @@ class MechanismConfig:
         _check(self.cffl_threshold >= 0, "mechanism.cffl_threshold", self.cffl_threshold, "must be >= 0")
         _check(self.cffl_alpha > 0, "mechanism.cffl_alpha", self.cffl_alpha, "must be > 0")
         _check(self.eci_permutations >= 1, "mechanism.eci_permutations", self.eci_permutations, "must be >= 1")
+        _check(self.valuation in valuations.NAMES, "mechanism.valuation", self.valuation,
+               f"one of {', '.join(valuations.NAMES)}")
+        _check(self.valuation == valuations.DEFAULT or valued(self.method), "mechanism.valuation", self.valuation,
+               f"only cgsv, dw and eu compute psi by a valuation (mechanism.method is {self.method!r})")
+        _check(self.outlier_factor >= 0 and math.isfinite(self.outlier_factor), "mechanism.outlier_factor",
+               self.outlier_factor, "must be a finite number >= 0 (0 = never out of bounds)")
+        _check(self.audit_every >= 1, "mechanism.audit_every", self.audit_every, "must be >= 1")
+
+    def needs_validation(self) -> bool:
+        """Whether the server needs its held-out validation set: for the method, the valuation or the audit."""
+        return (needs_validation(self.method) or (valued(self.method) and valuations.needs_validation(self))
+                or self.audit != "none")
 
 
 @dataclass
@@ -293,6 +373,17 @@ class Config:
         _check(self.data.dataset != "files" or bool(self.data.val_file) or not needs_validation(self.mechanism.method),
                "data.val_file", self.data.val_file, f"mechanism.method = {self.mechanism.method!r} values uploads on "
                "the server's validation set: give data.val_file (python -m fedfair.prepare --val-size N writes one)")
+        m = self.mechanism
+        wants = [f"mechanism.valuation = {m.valuation!r}"] if valued(m.method) and valuations.needs_validation(m) else []
+        wants += [f"mechanism.audit = {m.audit!r}"] if m.audit != "none" else []
+        if wants and not needs_validation(m.method):
+            files = self.data.dataset == "files"
+            have = bool(self.data.val_file) if files else self.data.val_size > 0
+            _check(have, "data.val_file" if files else "data.val_size",
+                   self.data.val_file if files else self.data.val_size,
+                   f"{' and '.join(wants)} needs the server's validation set: set "
+                   + ("data.val_file (python -m fedfair.prepare --val-size N writes one)" if files
+                      else "data.val_size > 0 (e.g. 1000 held-out samples no agent owns)"))
 
     @property
     def run_dir(self) -> Path:
@@ -307,7 +398,10 @@ LATER_FIELDS: dict[tuple[str, str], Any] = {
     ("data", "cla_pool"): "full", ("data", "image_pad"): "model", ("train", "dtype"): "float32",
     ("mechanism", "normalize"): "rescale", ("mechanism", "eps"): 1e-7, ("mechanism", "grad_norm_decay"): 1.0,
     ("data", "agent_files"): "", ("data", "test_file"): "", ("data", "val_file"): "", ("data", "label_column"): "label",
-    ("data", "num_classes"): 0, ("train", "model_args"): {}, ("run", "tensorboard"): False}
+    ("data", "num_classes"): 0, ("train", "model_args"): {}, ("run", "tensorboard"): False,
+    ("mechanism", "valuation"): "cosine", ("mechanism", "norm_bound"): "off", ("mechanism", "outlier_factor"): 100.0,
+    ("mechanism", "audit"): "none", ("mechanism", "audit_every"): 10,
+    ("mechanism", "fedce"): dataclasses.asdict(FedCESettings()), ("mechanism", "gtg"): dataclasses.asdict(GTGSettings())}
 
 
 def run_identity(cfg: Config) -> dict[str, dict[str, Any]]:
