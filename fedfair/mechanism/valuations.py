@@ -69,22 +69,28 @@ def cosine_values(updates: Tensor, norms: Tensor, aggregate: Tensor) -> Tensor:
     return _safe_ratio(dots, norms * aggregate_norm)
 
 
+def _dots64(updates: Tensor, v: Tensor, rows: int = 64) -> Tensor:
+    """⟨Δw_i, v⟩ for every row in float64, converting a block of rows at a time."""
+    v64 = v.to(torch.float64)
+    return torch.cat([updates[i:i + rows].to(torch.float64) @ v64 for i in range(0, updates.shape[0], rows)])
+
+
 def loo_cosines(updates: Tensor, norms: Tensor, coefficients: Tensor, aggregate: Tensor) -> Tensor:
     """ψ_i = cos(u_i, u_N − c_i Δw_i): the cosine with what the *others* contributed.
 
-    From the same one matrix-vector product as :func:`cosine_values`:
+    From one matrix-vector product, in float64 (the others' norm is a difference):
     ⟨Δw_i, u_N − c_iΔw_i⟩ = ⟨Δw_i, u_N⟩ − c_i‖Δw_i‖² and
-    ‖u_N − c_iΔw_i‖² = ‖u_N‖² − 2c_i⟨Δw_i, u_N⟩ + c_i²‖Δw_i‖².
+    ‖u_N − c_iΔw_i‖² = ‖u_N‖² − 2c_i⟨Δw_i, u_N⟩ + c_i²‖Δw_i‖². An 'others' aggregate that cancels to
+    rounding noise (a lone uploader) counts as zero, so ψ_i = 0.
     """
     c = coefficients.to(torch.float64)
     a2 = float(torch.linalg.vector_norm(aggregate.to(torch.float64))) ** 2
-    dots = (updates @ aggregate).to(torch.float64)
+    dots = _dots64(updates, aggregate)
     own = norms * norms
     num = dots - c * own
-    others2 = (a2 - 2.0 * c * dots + c * c * own).clamp_min(0.0)
-    # an 'others' aggregate that cancels to rounding noise of u_N counts as zero
-    others2 = torch.where(others2 > 1e-24 * max(a2, 1e-300), others2, torch.zeros_like(others2))
-    return _safe_ratio(num, norms * others2.sqrt())
+    others2 = a2 - 2.0 * c * dots + c * c * own
+    alive = others2 > 1e-12 * (a2 + c * c * own)
+    return _safe_ratio(num, norms * torch.where(alive, others2, torch.zeros_like(others2)).sqrt())
 
 
 class OutputLayer:
