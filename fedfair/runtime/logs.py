@@ -25,6 +25,9 @@ AGENT_COLUMNS = ["round", "agent", "psi", "r", "cgsv_r", "q", "upload_norm", "de
 SERVER_COLUMNS = ["round", "test_acc", "test_loss", "mechanism_s", "train_s", "round_s", "bytes_up",
                   "bytes_down", "bytes_down_dense", "rejected", "valuation_s", "cosine_s"]
 
+TIMING = frozenset({"mechanism_s", "train_s", "round_s", "valuation_s", "cosine_s", "wall_s", "overhead_ratio"})
+"""Columns and summary keys that measure time: the only outputs that differ between runs of a fixed seed."""
+
 
 def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
     """Write ``text`` to ``path`` so a reader sees the old or the new file, never half of one.

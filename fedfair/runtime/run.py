@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = load_config(args.config, args.overrides)
         if args.world_size:
             if cfg.data.dataset != "files":  # the parties' files are on their own machines
-                prepare(cfg)
+                setup = prepare(cfg)
+                check_valuation(cfg.mechanism, layer_sizes(build_model(cfg, setup)), setup.task.num_classes)
             print(world_size_for(cfg.data.agents, cfg.run.ranks))
             return
         check_world_size(cfg, world_size)
