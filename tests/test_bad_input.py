@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = str(ROOT / "configs" / "default.toml")
 E = "fedfair: error: "
 MECH_KEYS = ("method, alpha, beta, grad_norm, normalize, eps, grad_norm_decay, mask_scope, r_min, standalone_step, qffl_q, cffl_threshold, "
-             "cffl_alpha, eci_permutations, behaviours")
+             "cffl_alpha, eci_permutations, behaviours, valuation, norm_bound, outlier_factor, audit, audit_every, "
+             "fedce, gtg")
 
 # (id, overrides, expected message after 'fedfair: error: '); world size = data.agents + 1 unless given
 OVERRIDES = [
@@ -93,8 +94,13 @@ OVERRIDES = [
     ("name with slash", ["run.name=a/b"], "run.name = 'a/b' is invalid: a non-empty name without '/'"),
     ("test fraction 1", ["data.test_fraction=1"], "data.test_fraction = 1.0 is invalid: must be in (0, 1)"),
     ("override without =", ["mechanism"], "override 'mechanism' is invalid: expected section.key=value"),
-    ("override too deep", ["a.b.c=1"], "override key 'a.b.c' is invalid: expected section.key (e.g. mechanism.beta)"),
-    ("override a section", ["data=1"], "override key 'data' is invalid: expected section.key (e.g. mechanism.beta)"),
+    ("override too deep", ["a.b.c.d=1"], "override key 'a.b.c.d' is invalid: expected section.key (e.g. mechanism.beta) "
+     "or section.table.key (e.g. mechanism.gtg.max_evals)"),
+    ("override an unknown table", ["mechanism.foo.bar=1"],
+     f"unknown config key mechanism.foo: [mechanism] has {MECH_KEYS}"),
+    ("override a key as a table", ["mechanism.beta.x=1"], "override 'mechanism.beta.x': [mechanism.beta] is not a table"),
+    ("override a section", ["data=1"], "override key 'data' is invalid: expected section.key (e.g. mechanism.beta) "
+     "or section.table.key (e.g. mechanism.gtg.max_evals)"),
     ("model does not fit data", ["data.dataset=mnist", "data.data_dir={mnist}"],
      "digits_cnn takes 8x8 images; mnist has 28x28"),
     ("wrong world size", ["@world=3"],
