@@ -49,7 +49,7 @@ OVERRIDES = [
     ("unknown dataset", ["data.dataset=imagenet"],
      "data.dataset = 'imagenet' is invalid: one of digits, mnist, fashion_mnist, cifar10, mr, sst5, files"),
     ("pool larger than data", ["data.partition=uni", "data.pool_size=5000"],
-     "data.pool_size=5000 must be in [1, 1437]: digits has 1437 training samples, 0 held out for validation"),
+     "data.pool_size=5000 must be in [1, 1337]: digits has 1437 training samples, 100 held out for validation"),
     ("validation larger than data", ["data.val_size=5000"],
      "data.val_size=5000 must be in [0, 1436]: the training data has 1437 samples"),
     ("more agents than samples", ["data.partition=uni", "data.agents=3", "data.pool_size=2"],
@@ -57,7 +57,7 @@ OVERRIDES = [
     ("unknown cla_pool", ["data.cla_pool=small"], "data.cla_pool = 'small' is invalid: one of full, capped"),
     ("cla_pool not a word", ["data.cla_pool=2"], "data.cla_pool = '2' is invalid: one of full, capped"),
     ("capped pool larger than data", ["data.cla_pool=capped", "data.pool_size=5000"],
-     "data.pool_size=5000 must be in [1, 1437]: digits has 1437 training samples, 0 held out for validation"),
+     "data.pool_size=5000 must be in [1, 1337]: digits has 1437 training samples, 100 held out for validation"),
     ("unknown image_pad", ["data.image_pad=edge"], "data.image_pad = 'edge' is invalid: one of model, data"),
     ("image_pad data on digits", ["data.image_pad=data"],
      "data.image_pad = 'data' is invalid: 'data' pads 28x28 images to 32x32, so only for mnist or fashion_mnist "

@@ -101,12 +101,13 @@ class MechanismConfig:
     """How psi_i is computed each round (cgsv, dw, eu): cosine (the paper), loo_cosine, classwise, fedce,
     val_gradient or gtg_shapley; ``fedfair/valuations.py`` says what each is and which need the server's
     validation set (data.val_size)."""
-    norm_bound: Literal["off", "median"] = "off"
-    """Per-round upload norm bound B_t: off, or median (the median non-zero upload norm of the round).
-    With median, clip and none cap every upload at B_t (so scaling an upload up buys nothing), and under
-    every normalize rule an upload above outlier_factor * B_t is out of bounds: no weight, psi = -1."""
+    norm_bound: Literal["off", "schedule"] = "off"
+    """Per-round upload norm bound B_t: off, or schedule (the median upload norm of the first round, when every
+    agent starts from the same model, times lr_t / lr_1: an honest step shrinks with the learning rate). With
+    schedule, clip and none cap every upload at B_t (scaling an upload up buys nothing), and under every
+    normalize rule an upload longer than outlier_factor * B_t is out of bounds: no weight, psi = -1."""
     outlier_factor: float = 100.0
-    """With norm_bound = median: uploads longer than this multiple of B_t are out of bounds (0 = never)."""
+    """With norm_bound = schedule: uploads longer than this multiple of B_t are out of bounds (0 = never)."""
     audit: Literal["none", "shapley"] = "none"
     """A live audit of the rewards: shapley logs, every audit_every rounds, each agent's exact Shapley value
     of the round's validation accuracy over coalitions of that round's uploads (GTG-Shapley above 12 agents)

@@ -30,7 +30,8 @@ from .shapley import (
 )
 from .valuation import (
     aggregate_uploads,
-    median_bound,
+    median_norm,
+    scheduled_bound,
     out_of_bounds,
     upload_norms,
     cgsv_approx,
@@ -50,7 +51,8 @@ from .valuation import (
 __all__ = [
     # valuation
     "aggregate_uploads",
-    "median_bound",
+    "median_norm",
+    "scheduled_bound",
     "out_of_bounds",
     "upload_norms",
     "cgsv_approx",

@@ -30,7 +30,8 @@ from .valuations import cosine_values
 __all__ = [
     "finite_rows",
     "upload_norms",
-    "median_bound",
+    "median_norm",
+    "scheduled_bound",
     "out_of_bounds",
     "aggregate_uploads",
     "cgsv_approx",
@@ -110,9 +111,9 @@ def upload_scales(norms: Tensor, grad_norm: float, eps: float = 1e-7, normalize:
       are (the clipping of DP and robust FL); ε does not enter.
     - ``none``: s_i = 1, the raw update (the step is set by the local learning rate).
 
-    ``cap`` (a per-round norm bound B_t, e.g. :func:`median_bound`) bounds the magnitude-keeping
-    rules: ``clip`` caps at min(Γ, B_t) and ``none`` at B_t, so scaling an upload up buys nothing.
-    ``rescale`` removes magnitudes anyway and ignores it.
+    ``cap`` (the round's norm bound B_t, :func:`scheduled_bound`) bounds the magnitude-keeping
+    rules: ``clip`` caps at min(Γ, B_t) and ``none`` at B_t, so scaling an upload up buys
+    nothing. ``rescale`` removes magnitudes anyway and ignores it.
 
     A zero upload gets s_i = 0 in every mode, so it stays zero (also with ε = 0).
     """
@@ -121,9 +122,9 @@ def upload_scales(norms: Tensor, grad_norm: float, eps: float = 1e-7, normalize:
     if normalize == "rescale":
         scales = grad_norm / (norms + eps) if eps > 0 else grad_norm / safe
     elif normalize == "clip":
-        scales = (min(grad_norm, cap if cap is not None and cap > 0 else math.inf) / safe).clamp_max(1.0)
+        scales = ((grad_norm if cap is None else min(grad_norm, cap)) / safe).clamp_max(1.0)
     elif normalize == "none":
-        scales = (cap / safe).clamp_max(1.0) if cap is not None and cap > 0 else torch.ones_like(norms)
+        scales = torch.ones_like(norms) if cap is None else (cap / safe).clamp_max(1.0)
     else:
         raise ValueError(f"normalize must be rescale, clip or none, got {normalize!r}")
     return torch.where(positive, scales, torch.zeros_like(scales))
@@ -155,21 +156,30 @@ def upload_norms(updates: Tensor) -> Tensor:
     return _check_updates(updates)
 
 
-def median_bound(norms: Tensor) -> float:
-    """B_t: the median of the round's non-zero upload norms (mean of the middle two for an even
-    count); 0 when every upload is zero. A scale no single agent sets: scaling one upload
-    does not move it."""
+def median_norm(norms: Tensor) -> float:
+    """The median of the non-zero upload norms (mean of the middle two for an even count); 0 if none."""
     positive = norms[norms > 0].to(torch.float64)
-    if positive.numel() == 0:
-        return 0.0
-    return float(torch.quantile(positive, 0.5))
+    return float(torch.quantile(positive, 0.5)) if positive.numel() else 0.0
+
+
+def scheduled_bound(reference_norm: float, reference_lr: float, lr: float) -> float:
+    """B_t = ‖Δw‖_ref · η_t / η_ref: the typical first-round upload norm, shrunk with the local
+    learning rate (an honest SGD or Adam step scales with it).
+
+    The reference comes from the first round, when every agent starts from the same model and
+    the median upload is a typical honest one. A bound taken across agents within a late round
+    is no such thing: late in a CLA run most agents' updates vanish (to 1e-8 on digits) while one
+    agent still learns at 1e-2, and any cross-agent bound (the median, the largest other upload)
+    then flags the one still learning.
+    """
+    return reference_norm * lr / reference_lr if reference_lr > 0 else reference_norm
 
 
 def out_of_bounds(norms: Tensor, bound: float, factor: float) -> Tensor:
     """N bool: uploads with ‖Δw_i‖ > factor · B_t (never when factor or B_t is 0)."""
     if not (factor > 0 and bound > 0):
         return torch.zeros(norms.shape, dtype=torch.bool)
-    return norms > factor * bound
+    return norms.to(torch.float64) > factor * bound
 
 
 def aggregate_uploads(updates: Tensor, weights: Tensor, grad_norm: float, eps: float = 1e-7,

@@ -18,7 +18,7 @@ from typing import Any, Callable, ClassVar
 import torch
 
 from ..config import MechanismConfig
-from ..mechanism import grad_norm_at, median_bound, out_of_bounds, unit_scales
+from ..mechanism import grad_norm_at, unit_scales
 from ..methods import MethodInfo, info
 
 
@@ -157,15 +157,6 @@ def normalisation(m: MechanismConfig, round: int) -> dict[str, Any]:
     the step Γ_t = Γ·decay^(t−1), the ε and the mode (rescale, clip, none)."""
     return {"grad_norm": grad_norm_at(m.grad_norm, m.grad_norm_decay, round), "eps": m.eps,
             "normalize": m.normalize}
-
-
-def norm_bound(m: MechanismConfig, norms: torch.Tensor) -> tuple[float | None, torch.Tensor]:
-    """This round's bound B_t (None when mechanism.norm_bound is off) and the uploads out of it
-    (N bool: longer than outlier_factor · B_t)."""
-    if m.norm_bound == "off":
-        return None, torch.zeros(norms.shape, dtype=torch.bool)
-    bound = median_bound(norms)
-    return bound, out_of_bounds(norms, bound, m.outlier_factor)
 
 
 def normalised_rows(inp: RoundInput, m: MechanismConfig) -> torch.Tensor:

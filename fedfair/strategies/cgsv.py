@@ -11,9 +11,10 @@ combination of the present uploads (r renormalised over the present), only the p
 their r (absent r carried), and q is computed over the present (max over present j).
 
 ψ is the paper's cosine unless ``mechanism.valuation`` picks another measure
-(:mod:`fedfair.strategies.valuing`); with ``mechanism.norm_bound = "median"`` the round's median
-upload norm B_t caps the magnitude-keeping rules, and an upload above outlier_factor · B_t gets
-no weight and ψ = −1 (the worst value) under every rule.
+(:mod:`fedfair.strategies.valuing`). With ``mechanism.norm_bound = "schedule"`` the round's bound
+B_t (the first round's median upload norm, shrunk with the learning rate) caps the
+magnitude-keeping rules, and an upload above outlier_factor · B_t gets no weight and ψ = −1
+(the worst value) under every rule.
 """
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ import time
 import torch
 
 from ..config import MechanismConfig
-from ..mechanism import (aggregate_uploads, reward_fractions, reward_masks, update_importance, upload_norms,
-                         upload_scales)
+from ..mechanism import (aggregate_uploads, median_norm, out_of_bounds, reward_fractions, reward_masks,
+                         scheduled_bound, update_importance, upload_norms, upload_scales)
 from ..mechanism.valuations import cosine_values
-from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, norm_bound, normalisation
+from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, normalisation
 from .valuing import RoundValues, Valuation, build_valuation
 
 
@@ -44,6 +45,8 @@ class CGSV(Strategy):
         """The last round as the valuation saw it (the live audit reads its scales and counted uploads)."""
         self.timing = (math.nan, math.nan)
         """The last round's (valuation_s, cosine_s)."""
+        self.reference: tuple[float, float] | None = None
+        """(median upload norm, learning rate) of the first round with a non-zero upload: the norm bound's base."""
 
     def aggregation_weights(self, inp: RoundInput) -> torch.Tensor:
         """Round 1: a_i = |D_i| / sum |D|; later a_i = r_i. Rejected uploads weigh 0. With absent
@@ -63,7 +66,7 @@ class CGSV(Strategy):
         """Steps 1-4 of the round: the aggregate u_N and ψ, and r moved by ψ (returns u_N, ψ)."""
         m = self.mechanism
         norms = upload_norms(inp.updates)
-        bound, out = norm_bound(m, norms)
+        bound, out = self.norm_bound(norms, inp)
         weights = self.aggregation_weights(inp)
         if bool(out.any()):
             weights = torch.where(out, torch.zeros_like(weights), weights)
@@ -101,14 +104,28 @@ class CGSV(Strategy):
         return ServerStep(server_delta=aggregate, rewards=rewards, psi=psi, r=self.r.clone(), q=q,
                           valuation_s=self.timing[0], cosine_s=self.timing[1])
 
+    def norm_bound(self, norms: torch.Tensor, inp: RoundInput) -> tuple[float | None, torch.Tensor]:
+        """This round's bound B_t (None when mechanism.norm_bound is off) and the uploads out of it."""
+        if self.mechanism.norm_bound == "off":
+            return None, torch.zeros(norms.shape, dtype=torch.bool)
+        if self.reference is None:
+            counted = torch.where(inp.contributing(), norms, torch.zeros_like(norms))
+            if bool((counted > 0).any()):
+                self.reference = (median_norm(counted), inp.lr)
+        if self.reference is None:
+            return None, torch.zeros(norms.shape, dtype=torch.bool)
+        bound = scheduled_bound(*self.reference, inp.lr)
+        return bound, out_of_bounds(norms, bound, self.mechanism.outlier_factor)
+
     def audit_inputs(self, inp: RoundInput) -> tuple[torch.Tensor, torch.Tensor]:
         """The round's own normalisation (with its norm bound) and counted uploads, as valued."""
         assert self.last is not None and self.last.inp is inp, "audit_inputs follows server_step of the same round"
         return self.last.scales, self.last.counted
 
     def state_dict(self) -> dict:
-        return {"r": self.r.clone(), "valuation": self.valuation.state_dict()}
+        return {"r": self.r.clone(), "valuation": self.valuation.state_dict(), "reference": self.reference}
 
     def load_state_dict(self, state: dict) -> None:
         self.r = state["r"].clone()
         self.valuation.load_state_dict(state.get("valuation", {}))
+        self.reference = state.get("reference")
