@@ -150,7 +150,8 @@ def test_the_seed0_plan_is_64_runs_in_the_specified_order():
     assert [r.name for r in runs[::8]] == [f"{s}_{REFERENCE}_s0" for s in ALL]
     assert ALL == ["cla5", "cla10", "pow5", "labelnoise5", "featurenoise5", "replication5", "adversaries6", "symmetry5"]
     for i, sc in enumerate(ALL):
-        assert [r.what for r in runs[8 * i:8 * i + 8]] == block and {r.scenario.name for r in runs[8 * i:8 * i + 8]} == {sc}
+        chunk = runs[8 * i:8 * i + 8]
+        assert [r.what for r in chunk] == block and {r.scenario.name for r in chunk} == {sc}
     for r in runs:
         assert parse_run_name(r.name) == (r.scenario.name, r.what, 0)
         method = [o for o in r.overrides if o.startswith("mechanism.method=")]
@@ -181,12 +182,14 @@ def test_scenario_overrides_give_the_specified_data_sizes_and_lr():
     mnist = {r.scenario.name: overrides(r) for r in plan(MNIST, [0], list(SCENARIOS), [])}
     assert mnist["cla5"]["data.shard_size"] == mnist["cla10"]["data.shard_size"] == "600"
     assert mnist["symmetry5"]["data.shard_size"] == "600" and mnist["symmetry5"]["data.partition"] == "disjoint"
-    assert [mnist[s]["data.pool_size"] for s in ("pow5", "labelnoise5", "featurenoise5", "replication5")] == ["3000"] * 4
+    uni_pow = ("pow5", "labelnoise5", "featurenoise5", "replication5")
+    assert [mnist[s]["data.pool_size"] for s in uni_pow] == ["3000"] * 4
     assert mnist["adversaries6"]["data.pool_size"] == "3600" and mnist["adversaries6"]["data.agents"] == "6"
     assert mnist["cla10"]["train.lr"] == "0.25" and "train.lr" not in mnist["cla5"]
-    assert mnist["replication5"]["data.copy_of"] == "[0,1,0,0,0]" and mnist["replication5"]["data.repeats"] == "[1,1,1,1,2]"
+    rep = mnist["replication5"]
+    assert rep["data.copy_of"] == "[0,1,0,0,0]" and rep["data.repeats"] == "[1,1,1,1,2]"
     assert mnist["featurenoise5"]["data.feature_noise"] == "[0.5,1,2,0,0]"
-    assert {m["run.rounds"] for m in mnist.values()} == {"200"} and {m["run.eval_every"] for m in mnist.values()} == {"50"}
+    assert {(m["run.rounds"], m["run.eval_every"]) for m in mnist.values()} == {("200", "50")}
     digits = {r.scenario.name: overrides(r) for r in plan(DIGITS, [0], list(SCENARIOS), [], rounds=8)}
     assert digits["cla5"]["data.shard_size"] == "200" and digits["adversaries6"]["data.pool_size"] == "1200"
     assert "train.lr" not in digits["cla10"] and digits["pow5"]["run.eval_every"] == "2"
@@ -194,7 +197,8 @@ def test_scenario_overrides_give_the_specified_data_sizes_and_lr():
 
 def test_runs_on_todays_fields_load_with_the_base_regime(tmp_path):
     """Baselines of the scenarios that need no new field load into the specified Table 4 regime."""
-    for name, agents, lr in (("cla5", 5, 0.15), ("cla10", 10, 0.25), ("labelnoise5", 5, 0.15), ("adversaries6", 6, 0.15)):
+    cases = (("cla5", 5, 0.15), ("cla10", 10, 0.25), ("labelnoise5", 5, 0.15), ("adversaries6", 6, 0.15))
+    for name, agents, lr in cases:
         cfg = suite_config(find_run(f"{name}_{REFERENCE}_s1", "mnist"), "mnist", tmp_path)
         t, m, d = cfg.train, cfg.mechanism, cfg.data
         assert (d.dataset, d.agents, d.val_size, cfg.run.seed, cfg.run.rounds, cfg.run.eval_every) == \
@@ -345,3 +349,149 @@ def test_the_base_configs_are_the_specified_regimes():
         (200, 50, 1000, 0.15, 0.5)
     assert (digits.data.val_size, digits.train.lr, digits.mechanism.grad_norm, digits.train.model) == \
         (100, 0.3, 1.0, "digits_cnn")
+
+
+# ------------------------------------------------------------------ the scoreboard, on hand-written run folders
+
+CONFIG_TOML = """[run]
+rounds = 4
+[data]
+dataset = "mnist"
+partition = "{partition}"
+agents = {agents}
+shard_size = 600
+pool_size = {pool}
+val_size = 1000
+[train]
+model = "mnist_cnn"
+dtype = "float32"
+[mechanism]
+r_min = 0.001
+"""
+
+
+def write_run(root: Path, name: str, final_acc: list[float], server_acc: float, wall_s: float,
+              r: dict[int, list[float]] | None = None, server_extra: dict[str, list[float]] | None = None,
+              **summary) -> None:
+    """A finished run folder as the runtime writes it (the columns the suite reads): 4 rounds."""
+    scenario, what, seed = parse_run_name(name)
+    sc = SCENARIO_BY_NAME[scenario]
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "config.toml").write_text(CONFIG_TOML.format(partition=sc.partition, agents=sc.agents, pool=600 * sc.agents))
+    with open(d / "agents.csv", "w") as f:
+        f.write("round,agent,r,test_acc\n")
+        for t in range(1, 5):
+            for i in range(sc.agents):
+                f.write(f"{t},{i + 1},{'' if r is None else r[t][i]},\n")
+    with open(d / "server.csv", "w") as f:
+        extra = server_extra or {}
+        f.write(",".join(["round", "test_acc", *extra]) + "\n")
+        for t in range(1, 5):
+            f.write(",".join([str(t), "", *(str(v[t - 1]) for v in extra.values())]) + "\n")
+    method = what if what in (REFERENCE, ACCURACY_REFERENCE) else "cgsv"
+    (d / "summary.json").write_text(json.dumps({
+        "method": method, "dataset": "mnist", "partition": sc.partition, "agents": sc.agents, "rounds": 4,
+        "seed": seed, "final_acc": final_acc, "server_acc": server_acc, "wall_s": wall_s, "rho": None,
+        "rho_available": False, "reference_key": f"{scenario}-{seed}", **summary}))
+
+
+def pearson(a: list[float], b: list[float]) -> float:
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
+    return 100 * cov / math.sqrt(sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b))
+
+
+CLA5_ALONE = [0.20, 0.40, 0.60, 0.70, 0.90]
+CLA5_COSINE = [0.25, 0.45, 0.62, 0.72, 0.88]
+CLA5_CLASSWISE = [0.21, 0.41, 0.61, 0.71, 0.91]
+
+
+@pytest.fixture
+def suite_runs(tmp_path) -> Path:
+    root = tmp_path / "suite"
+    up = [0.1, 0.15, 0.2, 0.25, 0.3]
+    for seed in (0, 1):
+        write_run(root, f"cla5_{REFERENCE}_s{seed}", CLA5_ALONE, 0.5, 10.0)
+        write_run(root, f"cla5_{ACCURACY_REFERENCE}_s{seed}", [0.85] * 5, 0.85, 12.0)
+    # tau: round 1 (3 ties in r, 2 discordant, 5 concordant) 0.3; round 2 1.0; round 4 (4,5 swapped) 0.8
+    cos_r = {1: [0.1, 0.2, 0.3, 0.2, 0.2], 2: up, 3: up, 4: [0.1, 0.15, 0.2, 0.3, 0.25]}
+    write_run(root, "cla5_cosine_s0", CLA5_COSINE, 0.86, 20.0, cos_r, valuation_s=2.0, cosine_s=2.0)
+    write_run(root, "cla5_cosine_s1", CLA5_CLASSWISE, 0.86, 20.0, {t: up for t in range(1, 5)})
+    write_run(root, "cla5_classwise_s0", CLA5_CLASSWISE, 0.845, 30.0, {1: [0.2] * 5, 2: up, 3: up, 4: up},
+              server_extra={"valuation_s": [1.0, 1.0, 0.5, 0.5], "cosine_s": [0.25] * 4})
+    (root / "failures.csv").write_text("name,exit_code,last_line,seconds,when\n"
+                                       "cla5_loo_cosine_s0,1,fedfair: error: boom,3.0,2026-12-03T00:00:00\n"
+                                       f"symmetry5_{ACCURACY_REFERENCE}_s0,,timed out,9.0,2026-12-03T00:00:00\n")
+    write_run(root, f"adversaries6_{REFERENCE}_s0", [0.8, 0.8, 0.8, 0.5, 0.5, 0.5], 0.5, 10.0)
+    write_run(root, f"adversaries6_{ACCURACY_REFERENCE}_s0", [0.1] * 6, 0.10, 10.0)
+    adv = [0.33, 0.33, 0.33, 0.001, 0.002, 0.001]
+    write_run(root, "adversaries6_cosine_s0", [0.85, 0.796, 0.9, 0.1, 0.1, 0.1], 0.9, 20.0,
+              {1: adv, 2: adv[:4] + [0.0021, 0.001], 3: adv, 4: adv})
+    write_run(root, f"symmetry5_{REFERENCE}_s0", [0.2] * 5, 0.2, 10.0)
+    write_run(root, "symmetry5_cosine_s0", [0.35] * 5, 0.9, 20.0,
+              {1: [0.2] * 5, 2: [0.1, 0.2, 0.3, 0.2, 0.2], 3: [0.2] * 5, 4: [0.1, 0.1, 0.1, 0.1, 0.5]})
+    return root
+
+
+def read_rows(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="") as f:
+        return {r["run"]: r for r in csv.DictReader(f)}
+
+
+def test_the_scoreboard_gives_the_hand_computed_numbers(suite_runs, tmp_path):
+    out = tmp_path / "report"
+    written = report([suite_runs], out, "python -m fedfair.experiments.suite report suite --out report")
+    rows = read_rows(out / "scoreboard.csv")
+    assert list(rows) == ["cla5_cosine_s0", "cla5_loo_cosine_s0", "cla5_classwise_s0", "adversaries6_cosine_s0",
+                          "symmetry5_cosine_s0", "cla5_cosine_s1"]  # seed, scenario, valuation order
+    c = rows["cla5_cosine_s0"]
+    assert [float(c[k]) for k in ("tau1", "tau2", "tau4")] == pytest.approx([0.3, 1.0, 0.8])
+    assert float(c["worst_gain"]) == pytest.approx(-2.0)   # agent 5: 88 against 90 alone
+    assert float(c["server_gap"]) == pytest.approx(1.0)    # 86 against FedAvg's 85
+    assert float(c["rho"]) == pytest.approx(pearson(CLA5_ALONE, CLA5_COSINE), abs=1e-4)
+    assert (c["valuation_time_ratio"], c["wall_ratio"], c["wall_s_per_round"]) == ("1", "1", "5")
+    assert (c["holds"], c["failed"]) == ("false", "gain")
+    w = rows["cla5_classwise_s0"]
+    assert [float(w[k]) for k in ("tau1", "tau2", "tau4")] == [0.0, 1.0, 1.0]
+    assert float(w["worst_gain"]) == pytest.approx(1.0) and float(w["server_gap"]) == pytest.approx(-0.5)
+    assert float(w["valuation_time_ratio"]) == pytest.approx(3.0)  # from server.csv: 3.0 s over 1.0 s
+    assert float(w["wall_ratio"]) == pytest.approx(1.5) and (w["holds"], w["failed"]) == ("true", "")
+    f = rows["cla5_loo_cosine_s0"]
+    assert (f["status"], f["error"], f["holds"]) == ("failed", "exit status 1: fedfair: error: boom", "")
+    a = rows["adversaries6_cosine_s0"]
+    assert float(a["tau4"]) == 1.0 and float(a["worst_gain"]) == pytest.approx(-0.4)
+    assert float(a["server_gap"]) == pytest.approx(80.0) and a["adv_r2"] == "0.001 0.0021 0.001"
+    assert (a["holds"], a["failed"]) == ("false", "floor")
+    s = rows["symmetry5_cosine_s0"]
+    assert (s["tau4"], float(s["spread2"]), float(s["spread4"])) == ("", 3.0, 5.0)
+    assert float(s["worst_gain"]) == pytest.approx(15.0)
+    assert (s["server_gap"], s["failed"]) == ("", "spread server:n/a")  # its FedAvg failed to run
+    assert rows["cla5_cosine_s1"]["holds"] == "true"
+
+    md = (out / "scoreboard.md").read_text()
+    assert md.splitlines()[5] == "python -m fedfair.experiments.suite report suite --out report"
+    assert "precision float32" in md and "600 training samples per agent" in md and "validation set 1000" in md
+    assert "seeds by valuation: cosine: 0, 1; loo_cosine, classwise: 0." in md
+    assert "| cosine | ✗ gain (1/2) | ✗ floor | ✗ spread server:n/a | 0/3 | 1/4 | 1.00 | 1.00 |" in md
+    assert "| classwise | ✓ | – | – | 1/1 | 1/1 | 3.00 | 1.50 |" in md
+    assert "| loo_cosine | failed to run | – | – | 0/1 | 0/1 |  |  |" in md
+    assert "- classwise: 1 cells held against cosine's 0 (1 cells, seeds 0), wall time per round 1.50x" in md
+    assert "**Beat cosine: classwise.**" in md
+    assert f"symmetry5_{ACCURACY_REFERENCE}_s0: timed out" in md
+    assert "| cla5_cosine_s0 |" not in md and "| cosine | 0 | 0.30 | 1.00 | 0.80 | -2.0 | 1.0 |" in md
+    assert (out / "tau_over_rounds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" or not written["figure"]
+
+
+def test_kept_records_regenerate_the_same_scoreboard(suite_runs, tmp_path):
+    first = tmp_path / "a"
+    report([suite_runs], first, "cmd")
+    kept = keep([suite_runs], tmp_path / "docs")
+    assert len(kept) == 12
+    for d in kept:
+        assert sorted(p.name for p in d.iterdir()) == ["agents.csv", "config.toml", "server.csv", "summary.json"]
+    assert (tmp_path / "docs" / "runs" / "failures.csv").is_file()
+    second = tmp_path / "b"
+    report([tmp_path / "docs" / "runs"], second, "cmd")
+    assert (first / "scoreboard.csv").read_text() == (second / "scoreboard.csv").read_text()
+    assert (first / "scoreboard.md").read_text() == (second / "scoreboard.md").read_text()
