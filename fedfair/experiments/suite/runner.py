@@ -29,9 +29,11 @@ from .scoreboard import MANIFEST
 POLL_S = 5.0
 
 
-def suite_config(run: SuiteRun, dataset: str, out_dir: str | Path) -> Config:
-    """The validated Config of one run (raises ConfigError naming a field today's config lacks)."""
-    return load_config(PROFILES[dataset].config, [*run.overrides, f"run.name={run.name}", f"run.out_dir={out_dir}"])
+def suite_config(run: SuiteRun, dataset: str, out_dir: str | Path, extra: tuple[str, ...] = ()) -> Config:
+    """The validated Config of one run (raises ConfigError naming a field today's config lacks);
+    ``extra`` overrides come last (e.g. run.ranks=2 for a cheaper smoke)."""
+    return load_config(PROFILES[dataset].config,
+                       [*run.overrides, *extra, f"run.name={run.name}", f"run.out_dir={out_dir}"])
 
 
 def find_run(name: str, dataset: str = "digits", rounds: int | None = None) -> SuiteRun:
@@ -46,12 +48,12 @@ def find_run(name: str, dataset: str = "digits", rounds: int | None = None) -> S
 
 
 def run_cell(name: str, out_dir: str | Path, dataset: str = "digits", rounds: int | None = 8,
-             timeout_s: float = 600.0) -> list[Any]:
+             timeout_s: float = 600.0, extra: tuple[str, ...] = ()) -> list[Any]:
     """Run one plan run in-process (every rank a local process, fedfair.runtime.local.run_local);
     what the smoke test calls. Returns run_local's per-rank results."""
     from ...runtime.local import run_local
 
-    return run_local(suite_config(find_run(name, dataset, rounds), dataset, out_dir), timeout_s=timeout_s)
+    return run_local(suite_config(find_run(name, dataset, rounds), dataset, out_dir, extra), timeout_s=timeout_s)
 
 
 @dataclass
