@@ -189,10 +189,10 @@ def test_scenario_overrides_give_the_specified_data_sizes_and_lr():
     rep = mnist["replication5"]
     assert rep["data.copy_of"] == "[0,1,0,0,0]" and rep["data.repeats"] == "[1,1,1,1,2]"
     assert mnist["featurenoise5"]["data.feature_noise"] == "[0.5,1,2,0,0]"
-    assert {(m["run.rounds"], m["run.eval_every"]) for m in mnist.values()} == {("200", "50")}
+    assert {(m["run.rounds"], m["run.eval_every"]) for m in mnist.values()} == {("200", "200")}
     digits = {r.scenario.name: overrides(r) for r in plan(DIGITS, [0], list(SCENARIOS), [], rounds=8)}
     assert digits["cla5"]["data.shard_size"] == "200" and digits["adversaries6"]["data.pool_size"] == "1200"
-    assert "train.lr" not in digits["cla10"] and digits["pow5"]["run.eval_every"] == "2"
+    assert "train.lr" not in digits["cla10"] and digits["pow5"]["run.eval_every"] == "8"
 
 
 def test_runs_on_todays_fields_load_with_the_base_regime(tmp_path):
@@ -202,7 +202,7 @@ def test_runs_on_todays_fields_load_with_the_base_regime(tmp_path):
         cfg = suite_config(find_run(f"{name}_{REFERENCE}_s1", "mnist"), "mnist", tmp_path)
         t, m, d = cfg.train, cfg.mechanism, cfg.data
         assert (d.dataset, d.agents, d.val_size, cfg.run.seed, cfg.run.rounds, cfg.run.eval_every) == \
-            ("mnist", agents, 1000, 1, 200, 50)
+            ("mnist", agents, 1000, 1, 200, 200)  # accuracies once, at the end
         assert (t.model, t.batch_size, t.local_steps, t.optimizer, t.lr, t.lr_decay, t.dtype) == \
             ("mnist_cnn", 32, 3, "sgd", lr, 0.977, "float32")
         assert (m.method, m.grad_norm, m.alpha, m.beta, m.mask_scope, m.r_min, m.normalize, m.eps) == \
@@ -213,9 +213,14 @@ def test_runs_on_todays_fields_load_with_the_base_regime(tmp_path):
     assert noisy.data.label_noise == [0.2, 0.4, 0.6, 0.0, 0.0]
     adv = suite_config(find_run(f"adversaries6_{REFERENCE}_s0", "mnist"), "mnist", tmp_path).mechanism
     assert adv.behaviours == ["honest", "honest", "honest", "free_rider", "scaled", "sign_flipper"]
+    for v in VALUATIONS:  # a valuation run is CGSV valuing by it, on the same data as its baselines
+        cfg = suite_config(find_run(f"cla10_{v}_s0", "mnist"), "mnist", tmp_path)
+        alone = suite_config(find_run(f"cla10_{REFERENCE}_s0", "mnist"), "mnist", tmp_path)
+        assert (cfg.mechanism.method, cfg.mechanism.valuation, cfg.train.lr) == ("cgsv", v, 0.25)
+        assert cfg.data == alone.data and cfg.train == alone.train
     digits = suite_config(find_run(f"cla5_{REFERENCE}_s0", "digits", rounds=8), "digits", tmp_path)
     assert (digits.train.model, digits.train.lr, digits.mechanism.grad_norm, digits.data.val_size,
-            digits.run.rounds, digits.run.eval_every) == ("digits_cnn", 0.3, 1.0, 100, 8, 2)
+            digits.run.rounds, digits.run.eval_every) == ("digits_cnn", 0.3, 1.0, 100, 8, 8)
 
 
 def test_the_truths_are_the_partitions_orders():
@@ -339,14 +344,14 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert lines[0].startswith("fedfair.suite: dry run, 3 runs")
     assert [ln.split(":")[0] for ln in lines[1::2]] == [f"[{i}/3] pow5_{w}_s0" for i, w in
                                                         enumerate((REFERENCE, ACCURACY_REFERENCE, "classwise"), 1)]
-    assert "run.rounds=8 run.eval_every=2 data.partition=pow data.agents=5 data.pool_size=1000" in lines[2]
+    assert "run.rounds=8 run.eval_every=8 data.partition=pow data.agents=5 data.pool_size=1000" in lines[2]
     assert not out.exists()
 
 
 def test_the_base_configs_are_the_specified_regimes():
     mnist, digits = load_config(MNIST.config), load_config(DIGITS.config)
     assert (mnist.run.rounds, mnist.run.eval_every, mnist.data.val_size, mnist.train.lr, mnist.mechanism.grad_norm) == \
-        (200, 50, 1000, 0.15, 0.5)
+        (200, 200, 1000, 0.15, 0.5)
     assert (digits.data.val_size, digits.train.lr, digits.mechanism.grad_norm, digits.train.model) == \
         (100, 0.3, 1.0, "digits_cnn")
 

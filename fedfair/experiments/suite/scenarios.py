@@ -5,7 +5,7 @@ A scenario is a data split with a known answer: the order of the agents that cou
 (scenario, seed) with a method: the Standalone and FedAvg baselines every cell is measured
 against, or CGSV with one valuation. Overrides are dotted ``section.key=value`` texts that
 fedfair.run reads; nothing here validates them against today's config, because the suite names
-fields (data.feature_noise, mechanism.valuation, ...) that other work adds.
+fields (data.feature_noise, data.copy_of, partition "disjoint", ...) that other work adds.
 """
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ... import valuations
 from ...methods import ACCURACY_REFERENCE, REFERENCE
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "suite"
 
-VALUATIONS: tuple[str, ...] = ("cosine", "loo_cosine", "classwise", "fedce", "val_gradient", "gtg_shapley")
-"""mechanism.valuation values the suite compares, in run order: the paper's cosine first."""
-COSINE = VALUATIONS[0]
+VALUATIONS: tuple[str, ...] = valuations.NAMES
+"""mechanism.valuation values the suite compares, in the registry's (and run) order: the paper's cosine first."""
+COSINE = valuations.DEFAULT
 BASELINES: tuple[str, ...] = (REFERENCE, ACCURACY_REFERENCE)
 """Runs every (scenario, seed) needs: Standalone (gains, ρ) and FedAvg (the server's accuracy gap)."""
 VALUED_METHOD = "cgsv"
@@ -123,8 +124,9 @@ PROFILES: dict[str, DatasetProfile] = {
 
 
 def eval_every(rounds: int) -> int:
-    """The suite evaluates at every quarter of the run (50 of 200 rounds)."""
-    return max(1, rounds // 4)
+    """Accuracies are evaluated once, at the end (configs/suite/mnist.toml): every measure but τ uses
+    the final accuracies, and τ reads r, which agents.csv logs every round."""
+    return rounds
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,9 @@ def markdown(loaded: SuiteRuns, results: list[CellResult], rounds: int, commands
            *summary_table(results, scenarios, valuations), "",
            "valuation_s / cosine_s: the valuation's seconds over cosine's on the same uploads, same run (mean over "
            "cells); wall / cosine: wall time per round over the cosine run's of the same scenario and seed.", "",
-           *verdict_lines(rule5(results)), "", "## Per scenario", ""]
+           *verdict_lines(rule5(results)), "", "## Per scenario", "",
+           "Gains and gaps in points; a blank is undefined (ρ when every agent ends at one accuracy, a measure whose "
+           "baseline failed to run) or not measured in that scenario.", ""]
     for s in scenarios:
         out += [scenario_head(s, loaded), "", *detail_table(s, [c for c in results if c.scenario == s], rounds), ""]
     baseline_failures = [f for n, f in loaded.failures.items() if (k := parse_run_name(n)) and k[1] in BASELINES]
@@ -260,12 +262,13 @@ def figure(path: Path, results: list[CellResult], rounds: int) -> bool:
     rows = max(1, -(-len(scenarios) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax, sc in zip(axes.flat, scenarios):
-        for v in VALUATIONS:
+        for i, v in enumerate(VALUATIONS):
             curves = [c.curve for c in results if c.scenario == sc.name and c.valuation == v and c.curve is not None]
             if curves:
                 mean = pd.concat(curves, axis=1).mean(axis=1)
                 seeds = f" (mean of {len(curves)} seeds)" if len(curves) > 1 else ""
-                ax.plot(mean.index, mean.values, label=v + seeds)
+                style = ("-", "--", ":", "-.")[i % 4]  # equal curves stay visible
+                ax.plot(mean.index, mean.values, label=v + seeds, ls=style)
         if sc.kind == "symmetry":
             ax.axhline(3.0, color="grey", lw=0.8, ls="--")
             ax.set_yscale("log")
