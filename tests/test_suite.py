@@ -354,6 +354,11 @@ def test_the_base_configs_are_the_specified_regimes():
         (200, 200, 1000, 0.15, 0.5)
     assert (digits.data.val_size, digits.train.lr, digits.mechanism.grad_norm, digits.train.model) == \
         (100, 0.3, 1.0, "digits_cnn")
+    # the digits version is the MNIST regime but for the data set's own settings: it follows the base's choices
+    for key in ("method", "valuation", "alpha", "beta", "normalize", "eps", "mask_scope", "r_min", "norm_bound",
+                "outlier_factor"):
+        assert getattr(digits.mechanism, key) == getattr(mnist.mechanism, key), key
+    assert mnist.run.eval_every == mnist.run.rounds and digits.run.eval_every == digits.run.rounds
 
 
 # ------------------------------------------------------------------ the scoreboard, on hand-written run folders
