@@ -33,14 +33,16 @@ class MethodInfo:
     """False: no uploads and no rewards (each agent trains alone)."""
     partial: bool = False
     """Defines what a round with absent agents does (``run.participation`` < 1, docs/participation.md)."""
+    valued: bool = False
+    """Computes ψ by ``mechanism.valuation`` and keeps CGSV's importance r (cgsv and the methods built on it)."""
 
 
 METHODS: tuple[MethodInfo, ...] = (
-    MethodInfo("cgsv", "CGSV", 8, "cgsv:CGSV", uses_beta=True, partial=True),
+    MethodInfo("cgsv", "CGSV", 8, "cgsv:CGSV", uses_beta=True, partial=True, valued=True),
     MethodInfo("standalone", "Standalone", 0, "standalone:Standalone", communicates=False, partial=True),
     MethodInfo("fedavg", "FedAvg", 1, "fedavg:FedAvg", partial=True),
-    MethodInfo("dw", "DW", 2, "dw:DW"),
-    MethodInfo("eu", "EU", 3, "eu:EU"),
+    MethodInfo("dw", "DW", 2, "dw:DW", valued=True),
+    MethodInfo("eu", "EU", 3, "eu:EU", valued=True),
     MethodInfo("rr", "RR", 4, "rr:RoundRobin"),
     MethodInfo("qffl", "q-FFL", 5, "qffl:QFFL"),
     MethodInfo("cffl", "CFFL", 6, "cffl:CFFL", needs_validation=True),
@@ -73,6 +75,11 @@ def uses_beta(name: str) -> bool:
 def needs_validation(name: str) -> bool:
     """Whether ``name`` needs the server's held-out validation set."""
     return info(name).needs_validation
+
+
+def valued(name: str) -> bool:
+    """Whether ``name`` computes ψ by ``mechanism.valuation`` (cgsv, dw, eu)."""
+    return name in BY_NAME and BY_NAME[name].valued
 
 
 def supports_partial(name: str) -> bool:

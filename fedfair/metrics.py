@@ -17,3 +17,17 @@ def pearson100(x: Sequence[float], y: Sequence[float]) -> float | None:
     if sa <= 1e-12 * max(1.0, float(np.abs(a).max())) or sb <= 1e-12 * max(1.0, float(np.abs(b).max())):
         return None
     return 100.0 * float(da @ db) / (sa * sb)
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Kendall's τ-b (ties in either order corrected); None when undefined (fewer than two
+    values, a non-finite value, or every value tied in x or in y)."""
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.size != b.size or a.size < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return None
+    i, j = np.triu_indices(a.size, k=1)
+    sa, sb = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    untied_a, untied_b = float(np.count_nonzero(sa)), float(np.count_nonzero(sb))
+    if untied_a == 0 or untied_b == 0:
+        return None
+    return float((sa * sb).sum()) / math.sqrt(untied_a * untied_b)

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = str(ROOT / "configs" / "default.toml")
 E = "fedfair: error: "
 MECH_KEYS = ("method, alpha, beta, grad_norm, normalize, eps, grad_norm_decay, mask_scope, r_min, standalone_step, qffl_q, cffl_threshold, "
-             "cffl_alpha, eci_permutations, behaviours")
+             "cffl_alpha, eci_permutations, behaviours, valuation, norm_bound, outlier_factor, audit, audit_every, "
+             "fedce, gtg")
 
 # (id, overrides, expected message after 'fedfair: error: '); world size = data.agents + 1 unless given
 OVERRIDES = [
@@ -48,7 +49,7 @@ OVERRIDES = [
     ("unknown dataset", ["data.dataset=imagenet"],
      "data.dataset = 'imagenet' is invalid: one of digits, mnist, fashion_mnist, cifar10, mr, sst5, files"),
     ("pool larger than data", ["data.partition=uni", "data.pool_size=5000"],
-     "data.pool_size=5000 must be in [1, 1437]: digits has 1437 training samples, 0 held out for validation"),
+     "data.pool_size=5000 must be in [1, 1337]: digits has 1437 training samples, 100 held out for validation"),
     ("validation larger than data", ["data.val_size=5000"],
      "data.val_size=5000 must be in [0, 1436]: the training data has 1437 samples"),
     ("more agents than samples", ["data.partition=uni", "data.agents=3", "data.pool_size=2"],
@@ -56,7 +57,7 @@ OVERRIDES = [
     ("unknown cla_pool", ["data.cla_pool=small"], "data.cla_pool = 'small' is invalid: one of full, capped"),
     ("cla_pool not a word", ["data.cla_pool=2"], "data.cla_pool = '2' is invalid: one of full, capped"),
     ("capped pool larger than data", ["data.cla_pool=capped", "data.pool_size=5000"],
-     "data.pool_size=5000 must be in [1, 1437]: digits has 1437 training samples, 0 held out for validation"),
+     "data.pool_size=5000 must be in [1, 1337]: digits has 1437 training samples, 100 held out for validation"),
     ("unknown image_pad", ["data.image_pad=edge"], "data.image_pad = 'edge' is invalid: one of model, data"),
     ("image_pad data on digits", ["data.image_pad=data"],
      "data.image_pad = 'data' is invalid: 'data' pads 28x28 images to 32x32, so only for mnist or fashion_mnist "
@@ -100,8 +101,13 @@ OVERRIDES = [
     ("unknown model output", ["train.output=probs"], "train.output = 'probs' is invalid: one of log_probs, logits"),
     ("test fraction 1", ["data.test_fraction=1"], "data.test_fraction = 1.0 is invalid: must be in (0, 1)"),
     ("override without =", ["mechanism"], "override 'mechanism' is invalid: expected section.key=value"),
-    ("override too deep", ["a.b.c=1"], "override key 'a.b.c' is invalid: expected section.key (e.g. mechanism.beta)"),
-    ("override a section", ["data=1"], "override key 'data' is invalid: expected section.key (e.g. mechanism.beta)"),
+    ("override too deep", ["a.b.c.d=1"], "override key 'a.b.c.d' is invalid: expected section.key (e.g. mechanism.beta) "
+     "or section.table.key (e.g. mechanism.gtg.max_evals)"),
+    ("override an unknown table", ["mechanism.foo.bar=1"],
+     f"unknown config key mechanism.foo: [mechanism] has {MECH_KEYS}"),
+    ("override a key as a table", ["mechanism.beta.x=1"], "override 'mechanism.beta.x': [mechanism.beta] is not a table"),
+    ("override a section", ["data=1"], "override key 'data' is invalid: expected section.key (e.g. mechanism.beta) "
+     "or section.table.key (e.g. mechanism.gtg.max_evals)"),
     ("model does not fit data", ["data.dataset=mnist", "data.data_dir={mnist}"],
      "digits_cnn takes 8x8 images; mnist has 28x28"),
     ("wrong world size", ["@world=3"],

@@ -18,12 +18,12 @@ import pytest
 
 from fedfair.config import ConfigError, load_config
 from fedfair.runtime.local import run_local
+from fedfair.runtime.logs import TIMING  # every timing column and summary key
 from fedfair.runtime.placement import host_rank, host_ranks, hosted_agents, world_size_for
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS = 4
 ROUNDS = 4
-TIMING = {"train_s", "mechanism_s", "round_s", "wall_s", "overhead_ratio"}
 
 
 # ---------------------------------------------------------------- the placement rule

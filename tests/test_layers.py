@@ -2,7 +2,8 @@
 every module, also those inside functions, resolved to an absolute module name.
 
 - fedfair.mechanism imports no fedfair module outside itself, and no torch.distributed;
-- fedfair.strategies imports only the mechanism, the config and the registry (fedfair.methods), no torch.distributed;
+- fedfair.strategies imports only the mechanism, the config and the registries (fedfair.methods,
+  fedfair.valuations: pure data), no torch.distributed;
 - fedfair.runtime imports nothing of the experiment tools above it.
 """
 from __future__ import annotations
@@ -64,9 +65,10 @@ def test_relative_imports_resolve_to_absolute_names():
 
 @pytest.mark.parametrize("layer, allowed, forbidden", [
     ("mechanism", ("fedfair.mechanism",), ("torch.distributed",)),
-    ("strategies", ("fedfair.strategies", "fedfair.mechanism", "fedfair.config", "fedfair.methods"), ("torch.distributed",)),
-    ("runtime", ("fedfair.runtime", "fedfair.mechanism", "fedfair.strategies", "fedfair.config", "fedfair.methods", "fedfair.data",
-                 "fedfair.models", "fedfair.metrics"), EXPERIMENT_TOOLS),
+    ("strategies", ("fedfair.strategies", "fedfair.mechanism", "fedfair.config", "fedfair.methods",
+                    "fedfair.valuations"), ("torch.distributed",)),
+    ("runtime", ("fedfair.runtime", "fedfair.mechanism", "fedfair.strategies", "fedfair.config", "fedfair.methods",
+                 "fedfair.valuations", "fedfair.data", "fedfair.models", "fedfair.metrics"), EXPERIMENT_TOOLS),
 ])
 def test_imports_point_down_the_layers(layer, allowed, forbidden):
     assert violations(layer, allowed, forbidden) == []

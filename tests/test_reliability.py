@@ -24,10 +24,10 @@ import torch
 from fedfair.config import load_config
 from fedfair.runtime.checkpoint import MARKER, Checkpointer
 from fedfair.runtime.local import run_local
+from fedfair.runtime.logs import TIMING  # every timing column and summary key
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS, ROUNDS, EVERY = 3, 8, 2
-TIMING = ("train_s", "round_s", "mechanism_s")
 COMMON = [f"run.rounds={ROUNDS}", "run.eval_every=2", "run.progress=false", f"data.agents={AGENTS}",
           f"run.checkpoint_every={EVERY}"]
 

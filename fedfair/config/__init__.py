@@ -1,13 +1,17 @@
-"""Typed run configuration: the sections (``sections.py``) and their TOML/override I/O (``loading.py``).
+"""Typed run configuration: the sections (``sections.py``; the [mechanism] section and its tables in
+``mechanism.py``), their checks (``checks.py``) and their TOML/override I/O (``loading.py``).
 
 Every field has a default and a docstring (the string literal under it). Validation happens in
 ``__post_init__`` so that a bad value stops the job before any process group exists, with one
 line naming the field, the value and what is allowed.
 """
 from .loading import SECTIONS, apply_overrides, from_dict, load_config, to_toml
-from .sections import (LATER_FIELDS, NOT_FOR_FILES, PAD_DATASETS, Behaviour, CommConfig, Config, ConfigError, Dataset,
-                       DataConfig, MechanismConfig, Partition, RunConfig, TrainConfig, run_identity)
+from .checks import ConfigError
+from .mechanism import Behaviour, FedCESettings, GTGSettings, MechanismConfig
+from .sections import (LATER_FIELDS, NOT_FOR_FILES, PAD_DATASETS, CommConfig, Config, Dataset, DataConfig, Partition,
+                       RunConfig, TrainConfig, run_identity)
 
 __all__ = ["SECTIONS", "apply_overrides", "from_dict", "load_config", "to_toml", "LATER_FIELDS", "NOT_FOR_FILES",
-           "PAD_DATASETS", "Behaviour", "CommConfig", "Config", "ConfigError", "Dataset", "DataConfig", "MechanismConfig",
+           "PAD_DATASETS", "Behaviour", "CommConfig", "Config", "ConfigError", "Dataset", "DataConfig", "FedCESettings",
+           "GTGSettings", "MechanismConfig",
            "Partition", "RunConfig", "TrainConfig", "run_identity"]

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .sections import NOT_FOR_FILES, Config, ConfigError, _check_choice
+from .checks import ConfigError, _check_choice
+from .sections import NOT_FOR_FILES, Config
 
 SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
 
@@ -64,22 +65,29 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     raise ConfigError(f"{name}: unsupported type {hint}")  # pragma: no cover - schema bug
 
 
+def _build(cls: type, values: Any, where: str) -> Any:
+    """One section (or a section's settings table, e.g. [mechanism.gtg]) from its dict of keys."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{where}] must be a table of keys")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"unknown config key {where}.{key}: [{where}] has {', '.join(hints)}")
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = _build(hints[key], value, f"{where}.{key}")
+        else:
+            kwargs[key] = _coerce(f"{where}.{key}", value, hints[key])
+    return cls(**kwargs)
+
+
 def from_dict(raw: dict[str, Any]) -> Config:
     """Build a validated Config from nested dicts; unknown sections or keys are errors."""
     sections: dict[str, Any] = {}
     for sec, values in raw.items():
         if sec not in SECTIONS:
             raise ConfigError(f"unknown config section [{sec}]: expected one of {', '.join(SECTIONS)}")
-        if not isinstance(values, dict):
-            raise ConfigError(f"[{sec}] must be a table of keys")
-        cls = SECTIONS[sec]
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for key, value in values.items():
-            if key not in hints:
-                raise ConfigError(f"unknown config key {sec}.{key}: [{sec}] has {', '.join(hints)}")
-            kwargs[key] = _coerce(f"{sec}.{key}", value, hints[key])
-        sections[sec] = cls(**kwargs)
+        sections[sec] = _build(SECTIONS[sec], values, sec)
     return Config(**sections)
 
 
@@ -92,20 +100,28 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides to a nested dict (a copy)."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    """Apply ``section.key=value`` (or ``section.table.key=value``) overrides to a nested dict (a copy)."""
+    out = _copy_tables(raw)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is invalid: expected section.key=value")
         key, text = item.split("=", 1)
-        if key.count(".") != 1:
-            raise ConfigError(f"override key {key!r} is invalid: expected section.key (e.g. mechanism.beta)")
-        sec, name = key.split(".")
-        out.setdefault(sec, {})
-        if not isinstance(out[sec], dict):
-            raise ConfigError(f"override {key!r}: [{sec}] is not a table")
-        out[sec][name] = _Override(text)
+        parts = key.split(".")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ConfigError(f"override key {key!r} is invalid: expected section.key (e.g. mechanism.beta) "
+                              "or section.table.key (e.g. mechanism.gtg.max_evals)")
+        table = out
+        for depth, name in enumerate(parts[:-1]):
+            table.setdefault(name, {})
+            if not isinstance(table[name], dict):
+                raise ConfigError(f"override {key!r}: [{'.'.join(parts[:depth + 1])}] is not a table")
+            table = table[name]
+        table[parts[-1]] = _Override(text)
     return out
+
+
+def _copy_tables(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: _copy_tables(v) if isinstance(v, dict) else v for k, v in raw.items()}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -148,8 +164,9 @@ def _toml_value(v: Any) -> str:
 
 
 def to_toml(cfg: Config) -> str:
-    """The resolved config as TOML (round-trips through load_config). A files run leaves out the [data]
-    keys that do not apply to it (NOT_FOR_FILES; they load as their defaults)."""
+    """The resolved config as TOML (round-trips through load_config); a section's settings tables
+    (e.g. [mechanism.gtg]) follow the section's own keys. A files run leaves out the [data] keys that do
+    not apply to it (NOT_FOR_FILES; they load as their defaults)."""
     lines = []
     d = cfg.to_dict()
     if cfg.data.dataset == "files":
@@ -157,7 +174,13 @@ def to_toml(cfg: Config) -> str:
                      "hold) and are left out")
         d["data"] = {k: v for k, v in d["data"].items() if k not in NOT_FOR_FILES}
     for sec, values in d.items():
+        hints = typing.get_type_hints(SECTIONS[sec])
+        tables = [k for k in values if dataclasses.is_dataclass(hints[k])]
         lines.append(f"[{sec}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if k not in tables]
         lines.append("")
+        for k in tables:
+            lines.append(f"[{sec}.{k}]")
+            lines += [f"{kk} = {_toml_value(v)}" for kk, v in values[k].items()]
+            lines.append("")
     return "\n".join(lines)

@@ -8,54 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..methods import NAMES as METHOD_NAMES
-from ..methods import PARTIAL_METHODS, needs_validation, supports_partial
+from .. import valuations
+from ..methods import PARTIAL_METHODS, needs_validation, supports_partial, valued
+from .checks import _check, _check_choices
+from .mechanism import FedCESettings, GTGSettings, MechanismConfig
+
 Dataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5", "files"]
 Partition = Literal["uni", "pow", "cla"]
-Behaviour = Literal["honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan"]
 PAD_DATASETS = ("mnist", "fashion_mnist")
 """Data sets whose 28x28 images data.image_pad = "data" pads to 32x32."""
 NOT_FOR_FILES = ("partition", "pool_size", "shard_size", "label_noise", "val_size", "test_fraction", "cla_pool",
                  "image_pad")
 """[data] keys that do not apply to dataset = "files" (the data is what the parties hold): a files run's
 config.toml and summary.json leave them out."""
-
-
-class ConfigError(ValueError):
-    """An invalid configuration: the message names the field, the value and what is allowed."""
-
-
-def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"{name} = {value!r} is invalid: {allowed}")
-
-
-def _check_choice(name: str, value: Any, hint: Any) -> None:
-    """A Literal[...] field: the value must be one of the Literal's strings."""
-    allowed = typing.get_args(hint)
-    _check(isinstance(value, str) and value in allowed, name, value, f"one of {', '.join(map(str, allowed))}")
-
-
-def _check_entries(name: str, values: Any, item: Any) -> None:
-    """A list[Literal[...]] field: every entry is one of the Literal's strings."""
-    allowed = typing.get_args(item)
-    _check(all(isinstance(v, str) and v in allowed for v in values), name, values,
-           f"entries must be one of {', '.join(map(str, allowed))}")
-
-
-def _check_choices(obj: Any, section: str) -> None:
-    """Every ``Literal[...]`` field (and every entry of a ``list[Literal[...]]`` field) holds one of
-    its choices, also when the config is built in code, not from TOML."""
-    for name, hint in typing.get_type_hints(type(obj)).items():
-        if typing.get_origin(hint) is Literal:
-            _check_choice(f"{section}.{name}", getattr(obj, name), hint)
-        elif typing.get_origin(hint) is list and typing.get_origin(typing.get_args(hint)[0]) is Literal:
-            _check_entries(f"{section}.{name}", getattr(obj, name), typing.get_args(hint)[0])
 
 
 @dataclass
@@ -225,56 +194,6 @@ class TrainConfig:
 
 
 @dataclass
-class MechanismConfig:
-    method: str = "cgsv"
-    """Reward method: a name in the registry ``fedfair.methods`` (cgsv, the paper's, or a baseline)."""
-    alpha: float = 0.95
-    """Moving-average weight of the old importance coefficients, in [0, 1)."""
-    beta: float = 1.0
-    """Altruism degree beta >= 1; inf = no sparsification (every agent gets the full aggregate)."""
-    grad_norm: float = 0.5
-    """Gamma: every upload is rescaled to this L2 norm before aggregation (see normalize)."""
-    normalize: Literal["rescale", "clip", "none"] = "rescale"
-    """How an upload becomes u_i: rescale (the paper: u_i = Gamma dw_i / (|dw_i| + eps)), clip
-    (u_i = dw_i min(1, Gamma / |dw_i|): magnitude kept up to Gamma) or none (raw dw_i)."""
-    eps: float = 1e-7
-    """The epsilon of the rescale normaliser (reference code 1e-7; 0 = exact rescaling)."""
-    grad_norm_decay: float = 1.0
-    """Server step schedule Gamma_t = Gamma * grad_norm_decay^(t-1) (1 = constant Gamma, the paper)."""
-    mask_scope: Literal["layer", "global"] = "layer"
-    """Top-k scope of rewards: layer (reference code, per parameter tensor) or global (paper eq. 5)."""
-    r_min: float = 1e-3
-    """Lower clamp of the importance coefficients before renormalising (reference code)."""
-    standalone_step: Literal["gamma", "sgd"] = "gamma"
-    """Standalone baseline: gamma (apply Gamma * dw/|dw|, the paper's numbers) or sgd (keep the local model)."""
-    qffl_q: float = 1.0
-    """q of q-FFL (q-FedAvg)."""
-    cffl_threshold: float = 0.0
-    """CFFL reputation threshold (0 = 1/(3N))."""
-    cffl_alpha: float = 5.0
-    """CFFL sharpening: reputations pass through sinh(alpha * rep)."""
-    eci_permutations: int = 50
-    """ECI permutation samples per round when N > 8 (exact Shapley below)."""
-    behaviours: list[Behaviour] = field(default_factory=list)
-    """Per-agent behaviour for experiments: honest, free_rider, sign_flipper, scaled, replayer, nan."""
-
-    def __post_init__(self) -> None:
-        _check_choices(self, "mechanism")
-        _check(self.method in METHOD_NAMES, "mechanism.method", self.method, f"one of {', '.join(METHOD_NAMES)}")
-        _check(0.0 <= self.alpha < 1.0, "mechanism.alpha", self.alpha, "must be in [0, 1)")
-        _check(self.beta >= 1.0, "mechanism.beta", self.beta, "must be >= 1 (inf = no sparsification)")
-        _check(self.grad_norm > 0 and math.isfinite(self.grad_norm), "mechanism.grad_norm", self.grad_norm,
-               "must be a finite number > 0")
-        _check(self.eps >= 0 and math.isfinite(self.eps), "mechanism.eps", self.eps, "must be a finite number >= 0")
-        _check(0 < self.grad_norm_decay <= 1, "mechanism.grad_norm_decay", self.grad_norm_decay, "must be in (0, 1]")
-        _check(0.0 <= self.r_min < 1.0, "mechanism.r_min", self.r_min, "must be in [0, 1)")
-        _check(self.qffl_q >= 0, "mechanism.qffl_q", self.qffl_q, "must be >= 0")
-        _check(self.cffl_threshold >= 0, "mechanism.cffl_threshold", self.cffl_threshold, "must be >= 0")
-        _check(self.cffl_alpha > 0, "mechanism.cffl_alpha", self.cffl_alpha, "must be > 0")
-        _check(self.eci_permutations >= 1, "mechanism.eci_permutations", self.eci_permutations, "must be >= 1")
-
-
-@dataclass
 class CommConfig:
     backend: Literal["auto", "gloo", "nccl"] = "auto"
     """auto (NCCL when every rank has its own CUDA device, else gloo), gloo or nccl."""
@@ -308,6 +227,17 @@ class Config:
         _check(self.data.dataset != "files" or bool(self.data.val_file) or not needs_validation(self.mechanism.method),
                "data.val_file", self.data.val_file, f"mechanism.method = {self.mechanism.method!r} values uploads on "
                "the server's validation set: give data.val_file (python -m fedfair.prepare --val-size N writes one)")
+        m = self.mechanism
+        wants = [f"mechanism.valuation = {m.valuation!r}"] if valued(m.method) and valuations.needs_validation(m) else []
+        wants += [f"mechanism.audit = {m.audit!r}"] if m.audit != "none" else []
+        if wants and not needs_validation(m.method):
+            files = self.data.dataset == "files"
+            have = bool(self.data.val_file) if files else self.data.val_size > 0
+            _check(have, "data.val_file" if files else "data.val_size",
+                   self.data.val_file if files else self.data.val_size,
+                   f"{' and '.join(wants)} needs the server's validation set: set "
+                   + ("data.val_file (python -m fedfair.prepare --val-size N writes one)" if files
+                      else "data.val_size > 0 (e.g. 1000 held-out samples no agent owns)"))
 
     @property
     def run_dir(self) -> Path:
@@ -323,6 +253,9 @@ LATER_FIELDS: dict[tuple[str, str], Any] = {
     ("mechanism", "normalize"): "rescale", ("mechanism", "eps"): 1e-7, ("mechanism", "grad_norm_decay"): 1.0,
     ("data", "agent_files"): "", ("data", "test_file"): "", ("data", "val_file"): "", ("data", "label_column"): "label",
     ("data", "num_classes"): 0, ("train", "model_args"): {}, ("run", "tensorboard"): False,
+    ("mechanism", "valuation"): "cosine", ("mechanism", "norm_bound"): "off", ("mechanism", "outlier_factor"): 100.0,
+    ("mechanism", "audit"): "none", ("mechanism", "audit_every"): 10,
+    ("mechanism", "fedce"): dataclasses.asdict(FedCESettings()), ("mechanism", "gtg"): dataclasses.asdict(GTGSettings()),
     ("train", "output"): "log_probs", ("run", "overwrite"): False}
 
 

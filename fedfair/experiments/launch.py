@@ -19,6 +19,16 @@ LOG_DIR = "sweep-logs"
 Launcher = Callable[[PlannedRun, Path, float], Any]
 
 
+class LaunchFailed(RuntimeError):
+    """A torchrun job that ended badly, with what a caller records of it: the exit status
+    (None when it timed out) and the job's last error line."""
+
+    def __init__(self, message: str, returncode: int | None, last_line: str) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.last_line = last_line
+
+
 def torchrun_command(run: PlannedRun, python: str = sys.executable) -> list[str]:
     """The torchrun command line of one run on this machine: ``run.ranks`` processes (N + 1 when 0)."""
     ranks = world_size_for(run.cfg.data.agents, run.cfg.run.ranks)
@@ -35,7 +45,7 @@ def local_command(run: PlannedRun) -> list[str]:
 
 
 def launch_torchrun(run: PlannedRun, out_dir: Path, timeout_s: float) -> None:
-    """Run one torchrun job; its output goes to <out_dir>/sweep-logs/<name>.log. Raises on failure."""
+    """Run one torchrun job; its output goes to <out_dir>/sweep-logs/<name>.log. Raises LaunchFailed on failure."""
     log_dir = out_dir / LOG_DIR
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{run.name}.log"
@@ -46,9 +56,10 @@ def launch_torchrun(run: PlannedRun, out_dir: Path, timeout_s: float) -> None:
         log.flush()
         returncode = run_job(run.command, log, env, timeout_s)
     if returncode is None:
-        raise RuntimeError(f"timed out after {timeout_s:.0f} s (see {log_path})")
+        raise LaunchFailed(f"timed out after {timeout_s:.0f} s (see {log_path})", None, _last_error_line(log_path))
     if returncode != 0:
-        raise RuntimeError(f"exit status {returncode}: {_last_error_line(log_path)} (see {log_path})")
+        last = _last_error_line(log_path)
+        raise LaunchFailed(f"exit status {returncode}: {last} (see {log_path})", returncode, last)
 
 
 def run_job(command: list[str], log: IO[str], env: dict[str, str], timeout_s: float) -> int | None:

@@ -7,6 +7,8 @@ No process groups, no I/O: the runtime and the strategies call these.
 - :mod:`.masks` — each agent's sparse reward: the top-k magnitudes of the aggregate.
 - :mod:`.shapley` — exact and sampled Shapley values of the CGSV game (to audit ψ) and of
   generic games (for other methods).
+- :mod:`.valuations` — the field's other measures of ψ (leave-one-out and class-wise cosines,
+  FedCE, validation-descent cosine, GTG-Shapley), selected by ``mechanism.valuation``.
 """
 
 from .masks import (
@@ -27,6 +29,11 @@ from .shapley import (
     sampled_shapley,
 )
 from .valuation import (
+    aggregate_uploads,
+    median_norm,
+    scheduled_bound,
+    out_of_bounds,
+    upload_norms,
     cgsv_approx,
     cosines,
     Normalize,
@@ -43,6 +50,11 @@ from .valuation import (
 
 __all__ = [
     # valuation
+    "aggregate_uploads",
+    "median_norm",
+    "scheduled_bound",
+    "out_of_bounds",
+    "upload_norms",
     "cgsv_approx",
     "finite_rows",
     "unit_scales",

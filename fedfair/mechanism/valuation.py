@@ -25,8 +25,15 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
+from .valuations import cosine_values
+
 __all__ = [
     "finite_rows",
+    "upload_norms",
+    "median_norm",
+    "scheduled_bound",
+    "out_of_bounds",
+    "aggregate_uploads",
     "cgsv_approx",
     "unit_scales",
     "upload_scales",
@@ -93,7 +100,8 @@ Normalize = Literal["rescale", "clip", "none"]
 """How an upload becomes u_i = s_i·Δw_i: rescale to norm Γ (the paper), clip at Γ, or keep it raw."""
 
 
-def upload_scales(norms: Tensor, grad_norm: float, eps: float = 1e-7, normalize: Normalize = "rescale") -> Tensor:
+def upload_scales(norms: Tensor, grad_norm: float, eps: float = 1e-7, normalize: Normalize = "rescale",
+                  cap: float | None = None) -> Tensor:
     """The factor s_i with u_i = s_i·Δw_i, from the row norms ‖Δw_i‖₂ (float64, N).
 
     - ``rescale``: s_i = Γ / (‖Δw_i‖ + ε), every upload to norm Γ (just under, by ε). Once
@@ -103,6 +111,10 @@ def upload_scales(norms: Tensor, grad_norm: float, eps: float = 1e-7, normalize:
       are (the clipping of DP and robust FL); ε does not enter.
     - ``none``: s_i = 1, the raw update (the step is set by the local learning rate).
 
+    ``cap`` (the round's norm bound B_t, :func:`scheduled_bound`) bounds the magnitude-keeping
+    rules: ``clip`` caps at min(Γ, B_t) and ``none`` at B_t, so scaling an upload up buys
+    nothing. ``rescale`` removes magnitudes anyway and ignores it.
+
     A zero upload gets s_i = 0 in every mode, so it stays zero (also with ε = 0).
     """
     positive = norms > 0
@@ -110,9 +122,9 @@ def upload_scales(norms: Tensor, grad_norm: float, eps: float = 1e-7, normalize:
     if normalize == "rescale":
         scales = grad_norm / (norms + eps) if eps > 0 else grad_norm / safe
     elif normalize == "clip":
-        scales = (grad_norm / safe).clamp_max(1.0)
+        scales = ((grad_norm if cap is None else min(grad_norm, cap)) / safe).clamp_max(1.0)
     elif normalize == "none":
-        scales = torch.ones_like(norms)
+        scales = torch.ones_like(norms) if cap is None else (cap / safe).clamp_max(1.0)
     else:
         raise ValueError(f"normalize must be rescale, clip or none, got {normalize!r}")
     return torch.where(positive, scales, torch.zeros_like(scales))
@@ -123,14 +135,15 @@ def grad_norm_at(grad_norm: float, decay: float, round: int) -> float:
     return grad_norm * decay ** (round - 1)
 
 
-def unit_scales(updates: Tensor, grad_norm: float, eps: float = 1e-7, normalize: Normalize = "rescale") -> Tensor:
+def unit_scales(updates: Tensor, grad_norm: float, eps: float = 1e-7, normalize: Normalize = "rescale",
+                cap: float | None = None) -> Tensor:
     """s_i with u_i = s_i·Δw_i per agent (float64, N; :func:`upload_scales`), 0 for a zero upload.
 
     Multiplying row i by this gives the normalised upload u_i; strategies fold it into their
     own weights instead of materialising the normalised rows.
     """
     _check_grad_norm(grad_norm)
-    return upload_scales(_check_updates(updates), grad_norm, eps, normalize)
+    return upload_scales(_check_updates(updates), grad_norm, eps, normalize, cap)
 
 
 def _check_grad_norm(grad_norm: float) -> None:
@@ -138,8 +151,59 @@ def _check_grad_norm(grad_norm: float) -> None:
         raise ValueError(f"grad_norm Γ must be a positive finite number, got {grad_norm}")
 
 
+def upload_norms(updates: Tensor) -> Tensor:
+    """Row norms ‖Δw_i‖₂ (float64, N); a ValueError names the agent rows that hold NaN or inf."""
+    return _check_updates(updates)
+
+
+def median_norm(norms: Tensor) -> float:
+    """The median of the non-zero upload norms (mean of the middle two for an even count); 0 if none."""
+    positive = norms[norms > 0].to(torch.float64)
+    return float(torch.quantile(positive, 0.5)) if positive.numel() else 0.0
+
+
+def scheduled_bound(reference_norm: float, reference_lr: float, lr: float) -> float:
+    """B_t = ‖Δw‖_ref · η_t / η_ref: the typical first-round upload norm, shrunk with the local
+    learning rate (an honest SGD or Adam step scales with it).
+
+    The reference comes from the first round, when every agent starts from the same model and
+    the median upload is a typical honest one. A bound taken across agents within a late round
+    is no such thing: late in a CLA run most agents' updates vanish (to 1e-8 on digits) while one
+    agent still learns at 1e-2, and any cross-agent bound (the median, the largest other upload)
+    then flags the one still learning.
+    """
+    return reference_norm * lr / reference_lr if reference_lr > 0 else reference_norm
+
+
+def out_of_bounds(norms: Tensor, bound: float, factor: float) -> Tensor:
+    """N bool: uploads with ‖Δw_i‖ > factor · B_t (never when factor or B_t is 0)."""
+    if not (factor > 0 and bound > 0):
+        return torch.zeros(norms.shape, dtype=torch.bool)
+    return norms.to(torch.float64) > factor * bound
+
+
+def aggregate_uploads(updates: Tensor, weights: Tensor, grad_norm: float, eps: float = 1e-7,
+                      normalize: Normalize = "rescale", norms: Tensor | None = None,
+                      cap: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """u_N = Σ_i a_i u_i = Σ_i c_i Δw_i with c_i = a_i s_i: returns (aggregate, c, ‖Δw_i‖).
+
+    ``norms`` (float64 row norms) may be passed when already computed; ``cap`` bounds the
+    magnitude-keeping rules (:func:`upload_scales`). The aggregate is in the dtype of ``updates``.
+    """
+    _check_grad_norm(grad_norm)
+    norms = _check_updates(updates) if norms is None else norms
+    n = updates.shape[0]
+    if weights.shape != (n,):
+        raise ValueError(f"weights must have shape ({n},) to match {n} agents, got {tuple(weights.shape)}")
+    if not bool(torch.isfinite(weights).all()):
+        raise ValueError(f"aggregation weights must be finite, got {weights.tolist()}")
+    coefficients = weights.to(torch.float64) * upload_scales(norms, grad_norm, eps, normalize, cap)
+    return coefficients.to(updates.dtype) @ updates, coefficients, norms
+
+
 def cgsv_approx(
-    updates: Tensor, weights: Tensor, grad_norm: float, eps: float = 1e-7, normalize: Normalize = "rescale"
+    updates: Tensor, weights: Tensor, grad_norm: float, eps: float = 1e-7, normalize: Normalize = "rescale",
+    cap: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Aggregate u_N = Σ_i a_i u_i of the normalised uploads, and ψ_i = cos(u_i, u_N).
 
@@ -150,26 +214,8 @@ def cgsv_approx(
     Since u_i is a positive multiple of Δw_i, cos(u_i, u_N) = ⟨Δw_i, u_N⟩ / (‖Δw_i‖ ‖u_N‖):
     all N cosines come from ONE matrix-vector product with the raw uploads.
     """
-    _check_grad_norm(grad_norm)
-    norms = _check_updates(updates)
-    n = updates.shape[0]
-    if weights.shape != (n,):
-        raise ValueError(f"weights must have shape ({n},) to match {n} agents, got {tuple(weights.shape)}")
-    if not bool(torch.isfinite(weights).all()):
-        raise ValueError(f"aggregation weights must be finite, got {weights.tolist()}")
-
-    coefficients = weights.to(torch.float64) * upload_scales(norms, grad_norm, eps, normalize)
-    aggregate = coefficients.to(updates.dtype) @ updates
-
-    aggregate_norm = float(torch.linalg.vector_norm(aggregate))
-    if not math.isfinite(aggregate_norm):  # float32 overflow of a finite vector
-        aggregate_norm = float(torch.linalg.vector_norm(aggregate.to(torch.float64)))
-    dots = (updates @ aggregate).to(torch.float64)
-    denominators = norms * aggregate_norm
-    psi = torch.where(
-        denominators > 0, dots / torch.where(denominators > 0, denominators, 1.0), torch.zeros_like(dots)
-    )
-    return aggregate, psi.clamp_(-1.0, 1.0)
+    aggregate, _, norms = aggregate_uploads(updates, weights, grad_norm, eps, normalize, cap=cap)
+    return aggregate, cosine_values(updates, norms, aggregate)
 
 
 def cosines(rows: Tensor, v: Tensor) -> Tensor:

@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..config import Config, run_identity, to_toml
-from ..methods import REFERENCE
-from ..metrics import pearson100
+from ..methods import REFERENCE, valued
+from ..metrics import kendall_tau, pearson100
 from .live import TensorBoardLog
 
 AGENT_COLUMNS = ["round", "agent", "psi", "r", "cgsv_r", "q", "upload_norm", "density", "k", "encoding", "bytes_up",
                  "bytes_down", "bytes_recv", "valid", "present", "test_acc", "test_loss", "local_acc", "local_loss",
-                 "train_loss", "shard_loss", "dist_to_server", "train_s"]
+                 "train_loss", "shard_loss", "dist_to_server", "train_s", "audit"]
 SERVER_COLUMNS = ["round", "test_acc", "test_loss", "mechanism_s", "train_s", "round_s", "bytes_up",
-                  "bytes_down", "bytes_down_dense", "rejected"]
+                  "bytes_down", "bytes_down_dense", "rejected", "valuation_s", "cosine_s"]
+
+TIMING = frozenset({"mechanism_s", "train_s", "round_s", "valuation_s", "cosine_s", "wall_s", "overhead_ratio"})
+"""Columns and summary keys that measure time: the only outputs that differ between runs of a fixed seed."""
 
 
 def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
@@ -165,9 +168,19 @@ class Totals:
     bytes_down: int = 0
     bytes_down_dense: int = 0      # what bytes_down would be with every reward dense
     bytes_ctrl: int = 0            # round statistics
-    validation_passes: int = 0     # evaluations on the server's validation set (cffl, eci)
+    validation_passes: int = 0     # passes over the server's validation set by the method and valuation
     bytes_up_by_agent: list[int] = field(default_factory=list)    # agent i's uploads, i = 1..N
     bytes_down_by_agent: list[int] = field(default_factory=list)  # agent i's rewards as sent to it
+    valuation_s: float = 0.0       # of mechanism_s: the valuation's ψ (methods that value by one)
+    cosine_s: float = 0.0          # the paper's cosine ψ on the same uploads, in the same run
+    audit_passes: int = 0          # validation passes of the live audit (not in mechanism_s)
+    audit_value_by_agent: list[float] = field(default_factory=list)  # cumulative audit value per agent
+
+    def add_audit(self, values: list[float]) -> None:
+        """Add one audit round's Shapley values to each agent's cumulative audit value."""
+        if len(self.audit_value_by_agent) != len(values):
+            self.audit_value_by_agent = [0.0] * len(values)
+        self.audit_value_by_agent = [a + float(b) for a, b in zip(self.audit_value_by_agent, values)]
 
     def add_agent_bytes(self, up: list[int], down: list[int]) -> None:
         """Add one round's per-agent ledger (a checkpoint from before these fields starts at 0)."""
@@ -218,7 +231,13 @@ def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: fl
         "rho_r_cgsv": pearson100(final_cgsv_r, final_acc),
         "rho_r_loss_cgsv": pearson100(final_cgsv_r, neg_loss),
         "mechanism_s": t.mechanism_s, "train_s": t.train_s,
+        "valuation": cfg.mechanism.valuation if valued(cfg.mechanism.method) else None,
+        "valuation_s": t.valuation_s if valued(cfg.mechanism.method) else None,
+        "cosine_s": t.cosine_s if valued(cfg.mechanism.method) else None,
         "validation_passes": int(t.validation_passes),
+        "audit_tau": audit_tau(final_r, final_cgsv_r, t.audit_value_by_agent) if t.audit_value_by_agent else None,
+        "audit_value_by_agent": list(t.audit_value_by_agent) if t.audit_value_by_agent else None,
+        "audit_passes": int(t.audit_passes),
         "overhead_ratio": t.mechanism_s / t.train_s if t.train_s > 0 else None,
         "bytes_up": int(t.bytes_up), "bytes_down": int(t.bytes_down),
         "bytes_down_dense": int(t.bytes_down_dense), "bytes_ctrl": int(t.bytes_ctrl),
@@ -227,6 +246,13 @@ def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: fl
         "reference_key": key,
     }
     return {k: _no_nan(v) for k, v in summary.items()}
+
+
+def audit_tau(final_r: list[float], final_cgsv_r: list[float], audit_value: list[float]) -> float | None:
+    """Kendall's τ-b of the final importance r (CGSV's r beside a method without one) against each
+    agent's cumulative audit value: do the rewards follow what the audit says each agent brought?"""
+    r = final_r if all(isinstance(x, float) and math.isfinite(x) for x in final_r) else final_cgsv_r
+    return kendall_tau(r, audit_value)
 
 
 TABLE_AGENTS = 20

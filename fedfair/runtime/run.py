@@ -25,6 +25,7 @@ from ..data.party_files import FileProblem, PartyData, load_party_data
 from ..models import build_model as build_network
 from ..models import default_model_for
 from ..strategies import ServerContext, Strategy, build_strategy, default_val_size, needs_validation
+from ..strategies.valuing import check_valuation
 from . import datafiles, live, runfolder
 from .agent import Agent
 from .checkpoint import CheckpointError, Checkpointer, resume_requested
@@ -166,11 +167,13 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
     try:
         # the server's validation set exists before the strategy: nothing in its context changes later
-        validation = validation_set(cfg, setup) if rank == 0 and needs_validation(cfg.mechanism.method) else None
+        validation = validation_set(cfg, setup) if rank == 0 and cfg.mechanism.needs_validation() else None
         shard_sizes = [len(s.indices) for s in setup.shards] if setup.files is None else \
             datafiles.exchange(cfg, setup.files, rank, device)  # the parties' sizes, from their summaries
         ctx = ServerContext(agents=cfg.data.agents, dim=sum(sizes), layer_sizes=sizes, shard_sizes=shard_sizes,
-                            validation_accuracy=None if validation is None else validation.accuracy)
+                            validation_accuracy=None if validation is None else validation.accuracy,
+                            validation_gradient=None if validation is None else validation.loss_gradient,
+                            num_classes=setup.task.num_classes)
         strategy = build_strategy(cfg, ctx)
         # every rank: the newest checkpoint complete on all ranks, if this is a resume (collective)
         ckpt = Checkpointer(cfg, rank, hosted_agents(cfg.data.agents, rank, world_size))
@@ -227,7 +230,8 @@ def work(cfg: Config, rank: int, setup: Setup, model: torch.nn.Module, strategy:
 
 
 def validation_set(cfg: Config, setup: Setup) -> ValidationSet:
-    """The server's held-out validation slice (cffl, eci), evaluated through a probe model."""
+    """The server's held-out validation slice (cffl, eci, the validation-based valuations, the audit),
+    evaluated through a probe model."""
     if len(setup.val_indices) == 0:
         where = "data.val_file" if cfg.data.dataset == "files" else "data.val_size > 0"
         raise SetupError(f"mechanism.method = {cfg.mechanism.method!r} needs a validation set: set {where}")
@@ -284,7 +288,7 @@ def precheck(cfg: Config, all_files: bool) -> None:
         setup = Setup(party.task, party.shards, party.val_indices, cfg.train.model or default_model_for("files"), party)
     else:
         setup = prepare(cfg)
-    build_model(cfg, setup)
+    check_valuation(cfg.mechanism, layer_sizes(build_model(cfg, setup)), setup.task.num_classes)
     runfolder.check_free(cfg, resume_requested(cfg))
     runfolder.check_writable(cfg)
     if setup.files is not None and setup.files.summaries and resume_requested(cfg) and \
@@ -308,7 +312,8 @@ def main(argv: list[str] | None = None) -> None:
         check_world_size(cfg, world_size)
         check_runnable(cfg)
         setup = prepare(cfg, rank, world_size)
-        build_model(cfg, setup)  # a model that does not fit the data stops here, not in every rank
+        model = build_model(cfg, setup)  # a model that does not fit the data stops here, not in every rank
+        check_valuation(cfg.mechanism, layer_sizes(model), setup.task.num_classes)
     except (ConfigError, SetupError, ValueError, OSError) as e:
         fail(str(e), 0 if getattr(e, "local", False) else rank)  # a party's own file: the rank that read it speaks
         return

@@ -22,6 +22,7 @@ from ..config import Config
 from ..data import TaskData
 from ..mechanism import finite_rows
 from ..strategies import Reward, RoundInput, ServerStep, Strategy, importance_audit
+from ..strategies.valuing import ShapleyAudit
 from .checkpoint import Checkpointer
 from .faults import maybe_fail
 from .logs import RunLog, Totals, summarize
@@ -43,6 +44,7 @@ class Decision:
     mechanism_s: float
     cgsv_r: torch.Tensor | None  # CGSV's importance r (the method's own, or the audit's beside it)
     upload_norm: torch.Tensor    # N: ‖Δw_i‖ as received (before any normalisation; 0 if rejected)
+    audit: torch.Tensor | None   # N: the round's Shapley values of validation accuracy (audit rounds only)
 
 
 class Server:
@@ -57,6 +59,7 @@ class Server:
         self.n = cfg.data.agents
         self.strategy = strategy
         self.audit = importance_audit(strategy)  # CGSV's r beside a baseline, for ρ_r (not timed)
+        self.shapley = ShapleyAudit(strategy) if cfg.mechanism.audit == "shapley" else None
         self.transport = transport
         self.log = log
         self.validation = validation
@@ -116,7 +119,7 @@ class Server:
         sent, payloads, encodings = self.encode(step.rewards)
         mechanism_s = time.perf_counter() - started
         return Decision(step, inp.valid, sent, payloads, encodings, mechanism_s, self.cgsv_importance(inp, step),
-                        inp.updates.norm(dim=1))
+                        inp.updates.norm(dim=1), self.shapley_audit(inp))
 
     def step(self, inp: RoundInput) -> ServerStep:
         """The strategy values the uploads and decides; its validation passes are counted."""
@@ -142,6 +145,17 @@ class Server:
             return None
         self.audit.value(inp)
         return self.audit.r
+
+    def shapley_audit(self, inp: RoundInput) -> torch.Tensor | None:
+        """On audit rounds, the exact Shapley values of the round's validation accuracy (not timed;
+        its validation passes are counted apart, as audit_passes)."""
+        if self.shapley is None or not self.shapley.due(inp.round, self.cfg.run.rounds):
+            return None
+        before = self.validation.passes
+        values = self.shapley.values(inp)
+        self.totals.audit_passes += self.validation.passes - before
+        self.totals.add_audit(values.tolist())
+        return values
 
     def track_agents(self, sent: list[Reward | None]) -> None:
         """The server's copy of agent i moves by exactly what agent i received (absent: nothing)."""
@@ -175,6 +189,9 @@ class Server:
     def account(self, decision: Decision | None, stats: list[RoundStats]) -> None:
         led, totals = self.transport.ledger, self.totals
         totals.mechanism_s += decision.mechanism_s if decision is not None else 0.0
+        if decision is not None and not math.isnan(decision.step.valuation_s):
+            totals.valuation_s += decision.step.valuation_s
+            totals.cosine_s += decision.step.cosine_s
         totals.train_s += self.training_time(stats)
         totals.bytes_up += sum(led.up)
         totals.bytes_down += sum(led.down)
@@ -196,6 +213,7 @@ class Server:
                 "psi": _at(step.psi if step and here else None, i), "r": _at(step.r if step else None, i),
                 "cgsv_r": _at(decision.cgsv_r if decision else None, i),
                 "q": _at(step.q if step and here else None, i),
+                "audit": _at(decision.audit if decision else None, i),
                 "upload_norm": _at(decision.upload_norm if decision and here else None, i),
                 "density": rw.density(dim) if rw is not None else 0.0,
                 "k": (dim if rw.indices is None else rw.indices.numel()) if rw is not None else 0,
@@ -214,6 +232,8 @@ class Server:
         rejected = [] if decision is None else [i + 1 for i in range(self.n) if not bool(decision.valid[i])]
         return {"round": t, "test_acc": test_acc, "test_loss": test_loss,
                 "mechanism_s": decision.mechanism_s if decision is not None else 0.0,
+                "valuation_s": decision.step.valuation_s if decision is not None else math.nan,
+                "cosine_s": decision.step.cosine_s if decision is not None else math.nan,
                 "train_s": self.training_time(stats), "round_s": time.perf_counter() - started,
                 "bytes_up": sum(led.up), "bytes_down": sum(led.down), "bytes_down_dense": self.dense_bytes(),
                 "rejected": " ".join(map(str, rejected))}
@@ -270,6 +290,7 @@ class Server:
                 "agent_models": None if self.agent_models is None else self.agent_models.clone(),
                 "strategy": self.strategy.state_dict(),
                 "audit": None if self.audit is None else self.audit.state_dict(),
+                "shapley_audit": None if self.shapley is None else self.shapley.state_dict(),
                 "totals": dataclasses.asdict(self.totals), "last": self.last, "last_eval": self.last_eval,
                 "bar_acc": self.shown_acc, "wall_s": time.perf_counter() - self.start_wall,
                 "torch_rng": torch.get_rng_state()}
@@ -282,6 +303,8 @@ class Server:
         self.strategy.load_state_dict(state["strategy"])
         if self.audit is not None and state.get("audit") is not None:
             self.audit.load_state_dict(state["audit"])
+        if self.shapley is not None and state.get("shapley_audit") is not None:
+            self.shapley.load_state_dict(state["shapley_audit"])
         self.totals = Totals(**state["totals"])
         self.last = state["last"]
         self.last_eval = state["last_eval"]

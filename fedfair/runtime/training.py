@@ -144,10 +144,12 @@ def evaluate(model: nn.Module, task: TaskData, split: str, indices: np.ndarray |
 
 
 class ValidationSet:
-    """The server's held-out validation slice (cffl, eci value agents by accuracy on it).
+    """The server's held-out validation slice (cffl, eci and the validation-based valuations value
+    agents on it; the live audit plays its coalition game on it).
 
-    ``accuracy(w)`` evaluates a flat model through one probe network; every call is server
-    work that mechanism_s times, and ``passes`` counts them for summary.json.
+    ``accuracy(w)`` evaluates a flat model through one probe network, ``loss_gradient(w)`` is
+    ∇ of the mean NLL at w (one backward pass); every call is server work, and ``passes``
+    counts them for summary.json.
     """
 
     def __init__(self, probe: nn.Module, task: TaskData, indices: np.ndarray) -> None:
@@ -162,3 +164,25 @@ class ValidationSet:
         self.passes += 1
         self.flat.copy_(w)
         return evaluate(self.probe, self.task, "train", self.indices, self.labels)[1]
+
+    def loss_gradient(self, w: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """∇_w of the mean validation NLL at the flat model w, as a flat vector (eval mode: no dropout)."""
+        self.passes += 1
+        self.flat.copy_(w)
+        params = list(self.probe.parameters())
+        for p in params:
+            p.grad = None
+        was_training = self.probe.training
+        self.probe.eval()
+        n = len(self.indices)
+        for start in range(0, n, batch_size):
+            idx = torch.as_tensor(self.indices[start:start + batch_size], dtype=torch.int64)
+            x, y = self.task.batch("train", idx, self.labels[start:start + batch_size])
+            x, y = to_model(x, self.flat), y.to(self.flat.device)
+            (F.nll_loss(self.probe(x), y, reduction="sum") / n).backward()
+        self.probe.train(was_training)
+        grad = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype)
+                          for p in params])
+        for p in params:
+            p.grad = None
+        return grad

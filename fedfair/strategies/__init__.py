@@ -5,6 +5,7 @@ the ``module:Class`` paths it lists, so adding a method never touches this file.
 """
 from __future__ import annotations
 
+import dataclasses
 from importlib import import_module
 
 from ..config import Config
@@ -34,12 +35,13 @@ def importance_audit(strategy: Strategy) -> CGSV | None:
     """CGSV's valuation run alongside a method that has its own (or no) coefficient.
 
     The paper's appendix (Tables 7, 8) computes ρ_r for every method from CGSV's moving-average
-    r on that method's uploads; this instance only values (``CGSV.value``), it never rewards.
+    r on that method's uploads (with the paper's cosine ψ); this instance only values
+    (``CGSV.value``), it never rewards.
     None where the method's r already is CGSV's, or where nothing is uploaded.
     """
     if not strategy.communicates or strategy.values_by_cgsv:
         return None
-    return CGSV(strategy.mechanism, strategy.ctx, strategy.seed)
+    return CGSV(dataclasses.replace(strategy.mechanism, valuation="cosine"), strategy.ctx, strategy.seed)
 
 
 __all__ = ["Reward", "RoundInput", "ServerContext", "ServerStep", "Strategy", "REGISTRY", "build_strategy",

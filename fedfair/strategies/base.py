@@ -65,6 +65,8 @@ class ServerStep:
     psi: torch.Tensor | None = None     # per-agent round value (method-specific), logged
     r: torch.Tensor | None = None       # per-agent importance / reputation, logged
     q: torch.Tensor | None = None       # per-agent reward fraction, logged
+    valuation_s: float = math.nan       # seconds the valuation's ψ took (methods that value by one)
+    cosine_s: float = math.nan          # seconds the paper's cosine ψ took on the same uploads
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,11 @@ class ServerContext:
     layer_sizes: list[int]
     shard_sizes: list[int]
     validation_accuracy: Callable[[torch.Tensor], float] | None = None
-    """Flat model -> accuracy on the server's held-out validation set (cffl, eci; None elsewhere)."""
+    """Flat model -> accuracy on the server's held-out validation set (None without one)."""
+    validation_gradient: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """Flat model -> ∇ of the mean validation loss at it, flat (None without a validation set)."""
+    num_classes: int = 0
+    """C, the number of classes (the output layer's rows, for the class-wise valuation)."""
 
 
 class Strategy(ABC):
@@ -112,6 +118,10 @@ class Strategy(ABC):
         """Non-communicating methods: the agent's new model from its own update in round ``round``."""
         raise NotImplementedError(f"{self.name} communicates; local_apply is for standalone methods")
 
+    def audit_inputs(self, inp: RoundInput) -> tuple[torch.Tensor, torch.Tensor]:
+        """For the live audit: (s_i with u_i = s_i Δw_i, N bool of the uploads that count) this round."""
+        return unit_scales(inp.updates, **normalisation(self.mechanism, inp.round)), inp.contributing()
+
     # --- checkpointing ---
     def state_dict(self) -> dict:
         return {}
@@ -126,6 +136,7 @@ class Strategy(ABC):
         if "name" in cls.__dict__:
             cls.info = info(cls.name)
             cls.communicates, cls.needs_validation = cls.info.communicates, cls.info.needs_validation
+            cls.values_by_cgsv = cls.info.valued
 
 
 # ---------------------------------------------------------------- helpers shared by the baselines

@@ -9,16 +9,26 @@ top q_i share of the aggregate, q_i = tanh(beta r_i) / max_j tanh(beta r_j).
 With absent agents (run.participation < 1; docs/participation.md): the aggregate is a convex
 combination of the present uploads (r renormalised over the present), only the present move
 their r (absent r carried), and q is computed over the present (max over present j).
+
+ψ is the paper's cosine unless ``mechanism.valuation`` picks another measure
+(:mod:`fedfair.strategies.valuing`). With ``mechanism.norm_bound = "schedule"`` the round's bound
+B_t (the first round's median upload norm, shrunk with the learning rate) caps the
+magnitude-keeping rules, and an upload above outlier_factor · B_t gets no weight and ψ = −1
+(the worst value) under every rule.
 """
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 
 from ..config import MechanismConfig
-from ..mechanism import cgsv_approx, reward_fractions, reward_masks, update_importance
+from ..mechanism import (aggregate_uploads, median_norm, out_of_bounds, reward_fractions, reward_masks,
+                         scheduled_bound, update_importance, upload_norms, upload_scales)
+from ..mechanism.valuations import cosine_values
 from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, normalisation
+from .valuing import RoundValues, Valuation, build_valuation
 
 
 class CGSV(Strategy):
@@ -30,6 +40,13 @@ class CGSV(Strategy):
         self.r = torch.zeros(ctx.agents, dtype=torch.float64)
         sizes = torch.tensor(ctx.shard_sizes, dtype=torch.float64)
         self.size_weights = sizes / sizes.sum()
+        self.valuation: Valuation = build_valuation(mechanism, ctx, seed)
+        self.last: RoundValues | None = None
+        """The last round as the valuation saw it (the live audit reads its scales and counted uploads)."""
+        self.timing = (math.nan, math.nan)
+        """The last round's (valuation_s, cosine_s)."""
+        self.reference: tuple[float, float] | None = None
+        """(median upload norm, learning rate) of the first round with a non-zero upload: the norm bound's base."""
 
     def aggregation_weights(self, inp: RoundInput) -> torch.Tensor:
         """Round 1: a_i = |D_i| / sum |D|; later a_i = r_i. Rejected uploads weigh 0. With absent
@@ -48,9 +65,26 @@ class CGSV(Strategy):
     def value(self, inp: RoundInput) -> tuple[torch.Tensor, torch.Tensor]:
         """Steps 1-4 of the round: the aggregate u_N and ψ, and r moved by ψ (returns u_N, ψ)."""
         m = self.mechanism
-        aggregate, psi = cgsv_approx(inp.updates, self.aggregation_weights(inp).to(inp.updates.dtype),
-                                     **normalisation(m, inp.round))
+        norms = upload_norms(inp.updates)
+        bound, out = self.norm_bound(norms, inp)
+        weights = self.aggregation_weights(inp)
+        if bool(out.any()):
+            weights = torch.where(out, torch.zeros_like(weights), weights)
+        settings = normalisation(m, inp.round)
+        aggregate, coefficients, norms = aggregate_uploads(inp.updates, weights.to(inp.updates.dtype), norms=norms,
+                                                           cap=bound, **settings)
+        started = time.perf_counter()
+        cosine = cosine_values(inp.updates, norms, aggregate)
+        cosine_s = time.perf_counter() - started
+        scales = upload_scales(norms, cap=bound, **settings)
+        counted = inp.contributing() & ~out
+        self.last = RoundValues(inp, norms, scales, coefficients, aggregate, cosine, counted)
+        started = time.perf_counter()
+        psi = self.valuation.values(self.last)
+        self.timing = (time.perf_counter() - started + (cosine_s if self.valuation.name == "cosine" else 0.0),
+                       cosine_s)
         psi = torch.where(inp.valid, psi.to(torch.float64), torch.zeros((), dtype=torch.float64))
+        psi = torch.where(out, torch.full_like(psi, -1.0), psi)
         self.r = update_importance(self.r, psi, m.alpha, m.r_min, inp.present)
         return aggregate, psi
 
@@ -67,10 +101,31 @@ class CGSV(Strategy):
         rewards: list[Reward | None] = [None] * self.ctx.agents
         for i, rw in zip(here, sent):
             rewards[i] = rw
-        return ServerStep(server_delta=aggregate, rewards=rewards, psi=psi, r=self.r.clone(), q=q)
+        return ServerStep(server_delta=aggregate, rewards=rewards, psi=psi, r=self.r.clone(), q=q,
+                          valuation_s=self.timing[0], cosine_s=self.timing[1])
+
+    def norm_bound(self, norms: torch.Tensor, inp: RoundInput) -> tuple[float | None, torch.Tensor]:
+        """This round's bound B_t (None when mechanism.norm_bound is off) and the uploads out of it."""
+        if self.mechanism.norm_bound == "off":
+            return None, torch.zeros(norms.shape, dtype=torch.bool)
+        if self.reference is None:
+            counted = torch.where(inp.contributing(), norms, torch.zeros_like(norms))
+            if bool((counted > 0).any()):
+                self.reference = (median_norm(counted), inp.lr)
+        if self.reference is None:
+            return None, torch.zeros(norms.shape, dtype=torch.bool)
+        bound = scheduled_bound(*self.reference, inp.lr)
+        return bound, out_of_bounds(norms, bound, self.mechanism.outlier_factor)
+
+    def audit_inputs(self, inp: RoundInput) -> tuple[torch.Tensor, torch.Tensor]:
+        """The round's own normalisation (with its norm bound) and counted uploads, as valued."""
+        assert self.last is not None and self.last.inp is inp, "audit_inputs follows server_step of the same round"
+        return self.last.scales, self.last.counted
 
     def state_dict(self) -> dict:
-        return {"r": self.r.clone()}
+        return {"r": self.r.clone(), "valuation": self.valuation.state_dict(), "reference": self.reference}
 
     def load_state_dict(self, state: dict) -> None:
         self.r = state["r"].clone()
+        self.valuation.load_state_dict(state.get("valuation", {}))
+        self.reference = state.get("reference")

@@ -1,0 +1,148 @@
+"""The [mechanism] section: the reward method, CGSV's settings, the valuation and its tables.
+
+Per-valuation settings are tables of their own ([mechanism.fedce], [mechanism.gtg]); what each
+method and valuation is lives in the registries ``fedfair.methods`` and ``fedfair.valuations``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .. import valuations
+from ..methods import NAMES as METHOD_NAMES
+from ..methods import needs_validation, valued
+from .checks import _check, _check_choices
+
+Behaviour = Literal["honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan"]
+"""What an agent does with its update, for experiments (mechanism.behaviours)."""
+
+
+@dataclass
+class FedCESettings:
+    """``[mechanism.fedce]``: FedCE's valuation (Jiang et al., CVPR 2023; NVFlare's FedCEModelAggregator)."""
+
+    mode: Literal["plus", "times", "gradient"] = "plus"
+    """How the gradient-space score (novelty: 1 - running mean of cos(u_i, the others' consensus)) is
+    combined with the data-space score (validation accuracy of the aggregate minus that of the
+    aggregate without agent i, on the server's validation set): plus or times (FedCE's modes, each
+    score normalised first), or gradient (the gradient-space score alone; no validation set)."""
+    epsilon: float = 1e-6
+    """FedCE's floor: scores are clipped below at this before normalising."""
+
+    def __post_init__(self) -> None:
+        _check_choices(self, "mechanism.fedce")
+        _check(self.epsilon > 0 and math.isfinite(self.epsilon), "mechanism.fedce.epsilon", self.epsilon,
+               "must be a finite number > 0")
+
+
+@dataclass
+class GTGSettings:
+    """``[mechanism.gtg]``: GTG-Shapley's sampling (Liu et al., ACM TIST 2022; defaults as its SV_algs/GTG.py)."""
+
+    eps: float = 0.001
+    """Within-round truncation: once a permutation's prefix is this close to U(all), later agents add 0."""
+    round_threshold: float = 0.01
+    """Between-round truncation: a round that moves the validation utility by at most this is worth 0 to all."""
+    min_permutations: int = 30
+    """Permutations sampled before the convergence test is applied."""
+    last_k: int = 10
+    """The convergence test compares the last this many running means."""
+    tolerance: float = 0.05
+    """Converged when their largest mean relative deviation from the newest is at most this."""
+    max_evals: int = 64
+    """Budget: coalitions evaluated on the validation set per round, at most (0 = no cap; N <= 6 has
+    at most 64 coalitions, so the cap only binds above that)."""
+
+    def __post_init__(self) -> None:
+        for key in ("eps", "round_threshold", "tolerance"):
+            v = getattr(self, key)
+            _check(v >= 0 and math.isfinite(v), f"mechanism.gtg.{key}", v, "must be a finite number >= 0")
+        _check(self.min_permutations >= 1, "mechanism.gtg.min_permutations", self.min_permutations, "must be >= 1")
+        _check(self.last_k >= 1, "mechanism.gtg.last_k", self.last_k, "must be >= 1")
+        _check(self.max_evals == 0 or self.max_evals >= 2, "mechanism.gtg.max_evals", self.max_evals,
+               "must be 0 (no cap) or >= 2 (U of nobody and of everyone)")
+
+
+@dataclass
+class MechanismConfig:
+    method: str = "cgsv"
+    """Reward method: a name in the registry ``fedfair.methods`` (cgsv, the paper's, or a baseline)."""
+    alpha: float = 0.95
+    """Moving-average weight of the old importance coefficients, in [0, 1)."""
+    beta: float = 1.0
+    """Altruism degree beta >= 1; inf = no sparsification (every agent gets the full aggregate)."""
+    grad_norm: float = 0.5
+    """Gamma: every upload is rescaled to this L2 norm before aggregation (see normalize)."""
+    normalize: Literal["rescale", "clip", "none"] = "rescale"
+    """How an upload becomes u_i: rescale (the paper: u_i = Gamma dw_i / (|dw_i| + eps)), clip
+    (u_i = dw_i min(1, Gamma / |dw_i|): magnitude kept up to Gamma) or none (raw dw_i)."""
+    eps: float = 1e-7
+    """The epsilon of the rescale normaliser (reference code 1e-7; 0 = exact rescaling)."""
+    grad_norm_decay: float = 1.0
+    """Server step schedule Gamma_t = Gamma * grad_norm_decay^(t-1) (1 = constant Gamma, the paper)."""
+    mask_scope: Literal["layer", "global"] = "layer"
+    """Top-k scope of rewards: layer (reference code, per parameter tensor) or global (paper eq. 5)."""
+    r_min: float = 1e-3
+    """Lower clamp of the importance coefficients before renormalising (reference code)."""
+    standalone_step: Literal["gamma", "sgd"] = "gamma"
+    """Standalone baseline: gamma (apply Gamma * dw/|dw|, the paper's numbers) or sgd (keep the local model)."""
+    qffl_q: float = 1.0
+    """q of q-FFL (q-FedAvg)."""
+    cffl_threshold: float = 0.0
+    """CFFL reputation threshold (0 = 1/(3N))."""
+    cffl_alpha: float = 5.0
+    """CFFL sharpening: reputations pass through sinh(alpha * rep)."""
+    eci_permutations: int = 50
+    """ECI permutation samples per round when N > 8 (exact Shapley below)."""
+    behaviours: list[Behaviour] = field(default_factory=list)
+    """Per-agent behaviour for experiments: honest, free_rider, sign_flipper, scaled, replayer, nan."""
+    valuation: str = valuations.DEFAULT
+    """How psi_i is computed each round (cgsv, dw, eu): cosine (the paper), loo_cosine, classwise, fedce,
+    val_gradient or gtg_shapley; ``fedfair/valuations.py`` says what each is and which need the server's
+    validation set (data.val_size)."""
+    norm_bound: Literal["off", "schedule"] = "off"
+    """Per-round upload norm bound B_t: off, or schedule (the median upload norm of the first round, when every
+    agent starts from the same model, times lr_t / lr_1: an honest step shrinks with the learning rate). With
+    schedule, clip and none cap every upload at B_t (scaling an upload up buys nothing), and under every
+    normalize rule an upload longer than outlier_factor * B_t is out of bounds: no weight, psi = -1."""
+    outlier_factor: float = 100.0
+    """With norm_bound = schedule: uploads longer than this multiple of B_t are out of bounds (0 = never)."""
+    audit: Literal["none", "shapley"] = "none"
+    """A live audit of the rewards: shapley logs, every audit_every rounds, each agent's exact Shapley value
+    of the round's validation accuracy over coalitions of that round's uploads (GTG-Shapley above 12 agents)
+    in agents.csv's audit column, and summary.json's audit_tau = Kendall tau of final r against the
+    cumulative audit value. Needs the server's validation set (data.val_size); not counted in mechanism_s."""
+    audit_every: int = 10
+    """Rounds between audits (and the last round)."""
+    fedce: FedCESettings = field(default_factory=FedCESettings)
+    """FedCE's settings (mechanism.valuation = fedce)."""
+    gtg: GTGSettings = field(default_factory=GTGSettings)
+    """GTG-Shapley's settings (mechanism.valuation = gtg_shapley, and the audit above 12 agents)."""
+
+    def __post_init__(self) -> None:
+        _check_choices(self, "mechanism")
+        _check(self.method in METHOD_NAMES, "mechanism.method", self.method, f"one of {', '.join(METHOD_NAMES)}")
+        _check(0.0 <= self.alpha < 1.0, "mechanism.alpha", self.alpha, "must be in [0, 1)")
+        _check(self.beta >= 1.0, "mechanism.beta", self.beta, "must be >= 1 (inf = no sparsification)")
+        _check(self.grad_norm > 0 and math.isfinite(self.grad_norm), "mechanism.grad_norm", self.grad_norm,
+               "must be a finite number > 0")
+        _check(self.eps >= 0 and math.isfinite(self.eps), "mechanism.eps", self.eps, "must be a finite number >= 0")
+        _check(0 < self.grad_norm_decay <= 1, "mechanism.grad_norm_decay", self.grad_norm_decay, "must be in (0, 1]")
+        _check(0.0 <= self.r_min < 1.0, "mechanism.r_min", self.r_min, "must be in [0, 1)")
+        _check(self.qffl_q >= 0, "mechanism.qffl_q", self.qffl_q, "must be >= 0")
+        _check(self.cffl_threshold >= 0, "mechanism.cffl_threshold", self.cffl_threshold, "must be >= 0")
+        _check(self.cffl_alpha > 0, "mechanism.cffl_alpha", self.cffl_alpha, "must be > 0")
+        _check(self.eci_permutations >= 1, "mechanism.eci_permutations", self.eci_permutations, "must be >= 1")
+        _check(self.valuation in valuations.NAMES, "mechanism.valuation", self.valuation,
+               f"one of {', '.join(valuations.NAMES)}")
+        _check(self.valuation == valuations.DEFAULT or valued(self.method), "mechanism.valuation", self.valuation,
+               f"only cgsv, dw and eu compute psi by a valuation (mechanism.method is {self.method!r})")
+        _check(self.outlier_factor >= 0 and math.isfinite(self.outlier_factor), "mechanism.outlier_factor",
+               self.outlier_factor, "must be a finite number >= 0 (0 = never out of bounds)")
+        _check(self.audit_every >= 1, "mechanism.audit_every", self.audit_every, "must be >= 1")
+
+    def needs_validation(self) -> bool:
+        """Whether the server needs its held-out validation set: for the method, the valuation or the audit."""
+        return (needs_validation(self.method) or (valued(self.method) and valuations.needs_validation(self))
+                or self.audit != "none")
