@@ -108,7 +108,7 @@ OVERRIDES = [
     ("override a key as a table", ["mechanism.beta.x=1"], "override 'mechanism.beta.x': [mechanism.beta] is not a table"),
     ("override a section", ["data=1"], "override key 'data' is invalid: expected section.key (e.g. mechanism.beta) "
      "or section.table.key (e.g. mechanism.gtg.max_evals)"),
-    ("model does not fit data", ["data.dataset=mnist", "data.data_dir={mnist}"],
+    ("model does not fit data", ["data.dataset=mnist", "data.data_dir={mnist}", "data.val_size=0"],
      "digits_cnn takes 8x8 images; mnist has 28x28"),
     ("wrong world size", ["@world=3"],
      "world size 3 does not fit data.agents = 5: a run needs N + 1 = 6 ranks (rank 0 = server), e.g. torchrun "
@@ -234,7 +234,7 @@ def test_the_real_command_prints_one_line_and_exits_2(files):
 # rank that hosts it, before any process group exists, and that rank reports it (rank 0 never opens it).
 def _party(template: str = "{good}/site_{{agent}}.npz", test: str = "{good}/test.npz") -> list[str]:
     return ["data.dataset=files", "data.agents=4", f"data.agent_files={template}", f"data.test_file={test}",
-            "train.model=mlp"]
+            "train.model=mlp", "data.val_size=0", "mechanism.audit=none"]  # the default job's audit set: not for files
 
 
 PARTY = [

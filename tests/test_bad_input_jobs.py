@@ -30,7 +30,8 @@ E = "fedfair: error: "
 def files_args(sites: dict, out: Path, name: str, *extra: str) -> list[str]:
     return ["data.dataset=files", f"data.agents={AGENTS}", f"data.agent_files={sites['template']}",
             f"data.test_file={sites['test']}", "train.model=mlp", "train.model_args={hidden=[8]}", f"run.name={name}",
-            f"run.out_dir={out}", "run.rounds=2", "run.eval_every=2", "run.progress=false", *extra]
+            f"run.out_dir={out}", "run.rounds=2", "run.eval_every=2", "run.progress=false", "data.val_size=0",
+            "mechanism.audit=none", *extra]  # the default job's audit set does not apply to files
 
 
 def launch(*args: str, script: str = "launch/local.sh") -> subprocess.CompletedProcess:
