@@ -108,7 +108,8 @@ OVERRIDES = [
     ("override a key as a table", ["mechanism.beta.x=1"], "override 'mechanism.beta.x': [mechanism.beta] is not a table"),
     ("override a section", ["data=1"], "override key 'data' is invalid: expected section.key (e.g. mechanism.beta) "
      "or section.table.key (e.g. mechanism.gtg.max_evals)"),
-    ("model does not fit data", ["data.dataset=mnist", "data.data_dir={mnist}", "data.val_size=0", "mechanism.audit=none"],
+    ("model does not fit data",
+     ["data.dataset=mnist", "data.data_dir={mnist}", "data.val_size=0", "mechanism.audit=none"],
      "digits_cnn takes 8x8 images; mnist has 28x28"),
     ("wrong world size", ["@world=3"],
      "world size 3 does not fit data.agents = 5: a run needs N + 1 = 6 ranks (rank 0 = server), e.g. torchrun "
