@@ -15,8 +15,9 @@ For each N, one after the other on an idle box:
 - **Flower**: ``<flower-dir>/run.py N --rounds R`` in Flower's own venv (Flower is not a fedfair
   dependency), the Message API with a ClientApp imported by Ray by reference; its
   ``per_round_after_first_s`` (rounds 2..R, Ray's start-up and actor creation excluded).
-- **floor**: one SGD step of the same batch through the same model on one core (median of 50, after
-  warm-up) × the round's steps (3·N) / the cores: no framework can train a round faster on this box.
+- **floor**: one SGD step of the same batch through the same model on one core, in CPU time of the
+  stepping thread (torch on one thread; CPU time does not count the waits other processes cause, so
+  the floor holds on a loaded box too; the least of 200 steps after warm-up) × the round's steps (3·N) / the cores: no framework can train a round faster on this box.
 
 Prints one line per N: fedfair s/round, Flower s/round, Flower / fedfair, the floor, and each over
 the floor. The machine's load average is printed with each line; measure on an idle box.
@@ -149,11 +150,11 @@ def floor_round_s(task: str, n: int, cores: int) -> tuple[float, float]:
     for _ in range(10):
         step()
     times = []
-    for _ in range(50):
-        t0 = time.perf_counter()
+    for _ in range(200):
+        t0 = time.thread_time()
         step()
-        times.append(time.perf_counter() - t0)
-    one = statistics.median(times)
+        times.append(time.thread_time() - t0)
+    one = min(times)
     return one, one * STEPS * n / cores
 
 
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flower-dir", required=True, help="folder with Flower's run.py and task.py (the ClientApp)")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", default=None, help="scratch folder (default: a temporary one)")
+    p.add_argument("--floor-only", action="store_true", help="only the floor (no fedfair or Flower runs)")
     a = p.parse_args(argv)
     out = Path(a.out or tempfile.mkdtemp(prefix="vs-flower-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -173,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{a.rounds} rounds, {a.cores} cores; torch {torch.__version__}", flush=True)
     print("N | fedfair s/round | Flower (Message API) s/round | Flower / fedfair | floor s/round (one step "
           "s) | fedfair / floor | Flower / floor | load before", flush=True)
+    if a.floor_only:
+        for n in a.agents:
+            step, floor = floor_round_s(a.task, n, a.cores)
+            print(f"{n} | floor {floor:.3f} s/round | one step {step * 1e3:.2f} ms | load {load_average()}", flush=True)
+        return 0
     for n in a.agents:
         load = load_average()
         ours = fedfair_round_s(a.task, n, a.rounds, out)
