@@ -32,9 +32,9 @@ from .checkpoint import CheckpointError, Checkpointer, resume_requested
 from .logs import RunLog, agent_table
 from .host import Host
 from .placement import host_ranks, hosted_agents, world_size_for
+from .runfolder import RunFolderError
 from .server import Server
 from .training import ValidationSet, layer_sizes
-from .runfolder import RunFolderError
 from .transport import AgentTransport, RunAborted, ServerTransport
 from .wire import upload_size
 
