@@ -45,7 +45,8 @@ OVERRIDES = [
     ("float as word", ["mechanism.beta=high"], "mechanism.beta = 'high' is invalid: expected a number"),
     ("list as scalar", ["data.label_noise=0.1"], "data.label_noise = 0.1 is invalid: expected a list"),
     ("string agents", ['data.agents="five"'], "data.agents = 'five' is invalid: expected an integer"),
-    ("unknown partition", ["data.partition=dirichlet"], "data.partition = 'dirichlet' is invalid: one of uni, pow, cla, disjoint"),
+    ("unknown partition", ["data.partition=dirichlet"],
+     "data.partition = 'dirichlet' is invalid: one of uni, pow, cla, disjoint"),
     ("unknown dataset", ["data.dataset=imagenet"],
      "data.dataset = 'imagenet' is invalid: one of digits, mnist, fashion_mnist, cifar10, mr, sst5, files"),
     ("pool larger than data", ["data.partition=uni", "data.pool_size=5000"],
@@ -62,7 +63,8 @@ OVERRIDES = [
      "data.shard_size=300 needs 150 samples of class 0 for agent 1 (partition disjoint, drawn without replacement), "
      "but the data holds 142 outside the validation set"),
     ("disjoint with more agents than classes", ["data.partition=disjoint", "data.agents=11"],
-     "data.partition=disjoint gives every agent its own classes, so agents=11 must be at most the 10 classes of the data"),
+     "data.partition=disjoint gives every agent its own classes, so agents=11 must be at most the 10 classes of the "
+     "data"),
     ("feature noise < 0", ["data.feature_noise=[-1]"],
      "data.feature_noise = [-1.0] is invalid: standard deviations must be finite numbers >= 0"),
     ("copy of itself", ["data.copy_of=[1]"],
@@ -141,7 +143,8 @@ FILES = [
     ("wrong type in file", "[run]\nrounds = \"ten\"\n", "run.rounds = 'ten' is invalid: expected an integer"),
     ("unknown key in file", "[data]\nagent = 5\n",
      "unknown config key data.agent: [data] has dataset, data_dir, partition, agents, pool_size, shard_size, "
-     "label_noise, feature_noise, copy_of, repeats, val_size, test_fraction, cla_pool, image_pad, agent_files, test_file, val_file, label_column, "
+     "label_noise, feature_noise, copy_of, repeats, val_size, test_fraction, cla_pool, image_pad, agent_files, "
+     "test_file, val_file, label_column, "
      "num_classes"),
     ("choice not a string in file", "[data]\ncla_pool = 3\n", "data.cla_pool = 3 is invalid: one of full, capped"),
     ("choice with wrong case in file", "[data]\nimage_pad = \"Data\"\n",

@@ -161,7 +161,8 @@ def test_copy_and_repeats_errors(digits):
     cases = [(dict(copy_of=[1]), r"copy_of\[0\]=1 must be 0 \(agent 1's own shard\) or another agent 1..3"),
              (dict(copy_of=[0, 4]), r"copy_of\[1\]=4 must be 0"),
              (dict(copy_of=[0, 1, 2]), r"copy_of\[2\]=2: agent 2 is itself a copy \(of agent 1\)"),
-             (dict(copy_of=[0, 1], label_noise=[0, 0.2]), r"copy_of\[1\]=1: agent 2 holds agent 1's shard .* must be 0"),
+             (dict(copy_of=[0, 1], label_noise=[0, 0.2]),
+              r"copy_of\[1\]=1: agent 2 holds agent 1's shard .* must be 0"),
              (dict(copy_of=[0, 1], feature_noise=[0, 1.0]), r"own label_noise and feature_noise must be 0"),
              (dict(repeats=[1, 0]), r"repeats\[1\]=0 must be an integer >= 1"),
              (dict(repeats=[1.5]), r"repeats\[0\]=1.5 must be an integer >= 1"),
@@ -209,16 +210,19 @@ def test_config_fields_validated_with_one_line():
                                            "finite numbers >= 0"),
         (["data.feature_noise=[1, 1, 1, 1, 1, 1]"], "data.feature_noise = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0] is invalid: "
                                                     "at most one standard deviation per agent (5)"),
-        (["data.dataset=mr", "data.feature_noise=[0.5]"], "data.feature_noise = [0.5] is invalid: Gaussian input noise "
-                                                          "applies to image and tabular data, not to text (data.dataset is 'mr')"),
+        (["data.dataset=mr", "data.feature_noise=[0.5]"],
+         "data.feature_noise = [0.5] is invalid: Gaussian input noise applies to image and tabular data, not to text "
+         "(data.dataset is 'mr')"),
         (["data.copy_of=[0, 1, 2]"], "data.copy_of = [0, 1, 2] is invalid: agent 3 copies agent 2, which is itself a "
                                      "copy (of agent 1): copy agent 1"),
         (["data.copy_of=[0, 2]"], "data.copy_of = [0, 2] is invalid: agent 2: entries must be 0 (own shard) or another "
                                   "agent 1..5"),
-        (["data.copy_of=[0, 1]", "data.feature_noise=[0, 0.5]"], "data.copy_of = [0, 1] is invalid: agent 2 holds agent "
-         "1's shard as agent 1 holds it (labels and noise included), so its own data.feature_noise entry must be 0"),
+        (["data.copy_of=[0, 1]", "data.feature_noise=[0, 0.5]"],
+         "data.copy_of = [0, 1] is invalid: agent 2 holds agent 1's shard as agent 1 holds it (labels and noise "
+         "included), so its own data.feature_noise entry must be 0"),
         (["data.repeats=[1, 0]"], "data.repeats = [1, 0] is invalid: counts must be integers >= 1"),
-        (["data.repeats=[1, 1, 1, 1, 1, 1]"], "data.repeats = [1, 1, 1, 1, 1, 1] is invalid: at most one count per agent (5)"),
+        (["data.repeats=[1, 1, 1, 1, 1, 1]"],
+         "data.repeats = [1, 1, 1, 1, 1, 1] is invalid: at most one count per agent (5)"),
         (["data.dataset=files", "data.agent_files=s_{agent}.npz", "data.test_file=t.npz", "data.copy_of=[0, 1]"],
          "data.copy_of = [0, 1] is invalid: does not apply to dataset = 'files' (the data is what the parties hold; "
          "python -m fedfair.prepare splits a data set into such files)"),
@@ -236,7 +240,8 @@ def test_config_toml_records_the_fields_and_prepare_uses_them(tmp_path):
     from fedfair.config import load_config, to_toml
     from fedfair.runtime.run import prepare
 
-    overrides = ["data.partition=uni", "data.feature_noise=[2.0]", "data.copy_of=[0, 0, 0, 1]", "data.repeats=[1, 1, 2]"]
+    overrides = ["data.partition=uni", "data.feature_noise=[2.0]", "data.copy_of=[0, 0, 0, 1]",
+                 "data.repeats=[1, 1, 2]"]
     cfg = load_config(None, overrides)
     path = tmp_path / "config.toml"
     path.write_text(to_toml(cfg))
