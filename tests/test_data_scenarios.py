@@ -12,6 +12,7 @@ import torch
 
 from fedfair.data import Shard, TaskData, load_task, make_shards
 from fedfair.data.partitions import disjoint_blocks
+from fedfair.runtime.logs import TIMING  # every timing column and summary key
 
 
 @pytest.fixture(scope="module")
@@ -255,14 +256,11 @@ def test_config_toml_records_the_fields_and_prepare_uses_them(tmp_path):
 
 # ------------------------------------------------------------------ real runs
 
-AGENT_TIMING = {"train_s"}
-
-
 def agent_rows(run_dir) -> list[dict[str, str]]:
     import csv
 
     with open(run_dir / "agents.csv") as f:
-        return [{k: v for k, v in r.items() if k not in AGENT_TIMING} for r in csv.DictReader(f)]
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
 
 
 def by_agent(rows: list[dict[str, str]], column: str) -> dict[int, list[str]]:
