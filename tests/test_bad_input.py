@@ -59,9 +59,9 @@ OVERRIDES = [
     ("cla_pool not a word", ["data.cla_pool=2"], "data.cla_pool = '2' is invalid: one of full, capped"),
     ("capped pool larger than data", ["data.cla_pool=capped", "data.pool_size=5000"],
      "data.pool_size=5000 must be in [1, 1337]: digits has 1437 training samples, 100 held out for validation"),
-    ("disjoint shard larger than a class", ["data.partition=disjoint", "data.shard_size=300", "data.val_size=0"],
+    ("disjoint shard larger than a class", ["data.partition=disjoint", "data.shard_size=300", "data.val_size=100"],
      "data.shard_size=300 needs 150 samples of class 0 for agent 1 (partition disjoint, drawn without replacement), "
-     "but the data holds 142 outside the validation set"),
+     "but the data holds 129 outside the validation set"),  # digits' 142 of class 0, 13 of them in the 100 held out
     ("disjoint with more agents than classes", ["data.partition=disjoint", "data.agents=11"],
      "data.partition=disjoint gives every agent its own classes, so agents=11 must be at most the 10 classes of the "
      "data"),
