@@ -47,7 +47,8 @@ OVERRIDES = [
     ("float as word", ["mechanism.beta=high"], "mechanism.beta = 'high' is invalid: expected a number"),
     ("list as scalar", ["data.label_noise=0.1"], "data.label_noise = 0.1 is invalid: expected a list"),
     ("string agents", ['data.agents="five"'], "data.agents = 'five' is invalid: expected an integer"),
-    ("unknown partition", ["data.partition=dirichlet"], "data.partition = 'dirichlet' is invalid: one of uni, pow, cla"),
+    ("unknown partition", ["data.partition=dirichlet"],
+     "data.partition = 'dirichlet' is invalid: one of uni, pow, cla, disjoint"),
     ("unknown dataset", ["data.dataset=imagenet"],
      "data.dataset = 'imagenet' is invalid: one of digits, mnist, fashion_mnist, cifar10, mr, sst5, files"),
     ("pool larger than data", ["data.partition=uni", "data.pool_size=5000"],
@@ -60,6 +61,17 @@ OVERRIDES = [
     ("cla_pool not a word", ["data.cla_pool=2"], "data.cla_pool = '2' is invalid: one of full, capped"),
     ("capped pool larger than data", ["data.cla_pool=capped", "data.pool_size=5000"],
      "data.pool_size=5000 must be in [1, 1337]: digits has 1437 training samples, 100 held out for validation"),
+    ("disjoint shard larger than a class", ["data.partition=disjoint", "data.shard_size=300", "data.val_size=100"],
+     "data.shard_size=300 needs 150 samples of class 0 for agent 1 (partition disjoint, drawn without replacement), "
+     "but the data holds 129 outside the validation set"),  # digits' 142 of class 0, 13 of them in the 100 held out
+    ("disjoint with more agents than classes", ["data.partition=disjoint", "data.agents=11"],
+     "data.partition=disjoint gives every agent its own classes, so agents=11 must be at most the 10 classes of the "
+     "data"),
+    ("feature noise < 0", ["data.feature_noise=[-1]"],
+     "data.feature_noise = [-1.0] is invalid: standard deviations must be finite numbers >= 0"),
+    ("copy of itself", ["data.copy_of=[1]"],
+     "data.copy_of = [1] is invalid: agent 1: entries must be 0 (own shard) or another agent 1..5"),
+    ("repeats 0", ["data.repeats=[0]"], "data.repeats = [0] is invalid: counts must be integers >= 1"),
     ("unknown image_pad", ["data.image_pad=edge"], "data.image_pad = 'edge' is invalid: one of model, data"),
     ("image_pad data on digits", ["data.image_pad=data"],
      "data.image_pad = 'data' is invalid: 'data' pads 28x28 images to 32x32, so only for mnist or fashion_mnist "
@@ -133,7 +145,8 @@ FILES = [
     ("wrong type in file", "[run]\nrounds = \"ten\"\n", "run.rounds = 'ten' is invalid: expected an integer"),
     ("unknown key in file", "[data]\nagent = 5\n",
      "unknown config key data.agent: [data] has dataset, data_dir, partition, agents, pool_size, shard_size, "
-     "label_noise, val_size, test_fraction, cla_pool, image_pad, agent_files, test_file, val_file, label_column, "
+     "label_noise, feature_noise, copy_of, repeats, val_size, test_fraction, cla_pool, image_pad, agent_files, "
+     "test_file, val_file, label_column, "
      "num_classes"),
     ("choice not a string in file", "[data]\ncla_pool = 3\n", "data.cla_pool = 3 is invalid: one of full, capped"),
     ("choice with wrong case in file", "[data]\nimage_pad = \"Data\"\n",
