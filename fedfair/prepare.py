@@ -4,7 +4,7 @@
         --label-noise 0,0,0,0.3 --seed 0 --out sites [--format npz|csv] [--val-size 0]
 
 Splits a built-in data set (fedfair's, or scikit-learn's bundled breast_cancer, wine, iris) or
-your own .npz/.csv file with the simulator's seeded uni/pow/cla partitions and label noise, and
+your own .npz/.csv file with the simulator's seeded uni/pow/cla/disjoint partitions and label noise, and
 prints the config lines that point a run at the files. Same arguments, same files.
 """
 from __future__ import annotations
@@ -21,13 +21,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--source", required=True, help=f"{', '.join(SOURCES)}, or a .npz (x, y) / .csv file")
     p.add_argument("--out", required=True, help="folder for party_<i>.<format>, test.<format> (and val.<format>)")
     p.add_argument("--agents", type=int, default=4, help="number of parties N (default 4)")
-    p.add_argument("--partition", choices=("uni", "pow", "cla"), default="uni")
+    p.add_argument("--partition", choices=("uni", "pow", "cla", "disjoint"), default="uni")
     p.add_argument("--label-noise", default="",
                    help="per-party fractions of random labels, one per party (all --agents of them), e.g. 0,0,0,0.3")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-fraction", type=float, default=0.2, help="stratified test share (default 0.2)")
     p.add_argument("--pool-size", type=int, default=0, help="uni/pow: samples split among parties (0 = all)")
-    p.add_argument("--shard-size", type=int, default=0, help="cla: samples per party (0 = all / N)")
+    p.add_argument("--shard-size", type=int, default=0, help="cla, disjoint: samples per party (0 = all / N)")
     p.add_argument("--val-size", type=int, default=0, help="samples of a server validation file (cffl, eci)")
     p.add_argument("--format", choices=("npz", "csv"), default="npz")
     p.add_argument("--label-column", default="label", help="label column of .csv input and output")

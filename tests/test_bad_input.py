@@ -18,6 +18,8 @@ from fedfair.run import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = str(ROOT / "configs" / "default.toml")
+WITHOUT_AUDIT = ["data.val_size=0", "mechanism.audit=none"]
+"""The default job holds 100 images out for its Shapley audit; cases on other data leave both out."""
 E = "fedfair: error: "
 MECH_KEYS = ("method, alpha, beta, grad_norm, normalize, eps, grad_norm_decay, mask_scope, r_min, standalone_step, qffl_q, cffl_threshold, "
              "cffl_alpha, eci_permutations, behaviours, valuation, norm_bound, outlier_factor, audit, audit_every, "
@@ -45,7 +47,8 @@ OVERRIDES = [
     ("float as word", ["mechanism.beta=high"], "mechanism.beta = 'high' is invalid: expected a number"),
     ("list as scalar", ["data.label_noise=0.1"], "data.label_noise = 0.1 is invalid: expected a list"),
     ("string agents", ['data.agents="five"'], "data.agents = 'five' is invalid: expected an integer"),
-    ("unknown partition", ["data.partition=dirichlet"], "data.partition = 'dirichlet' is invalid: one of uni, pow, cla"),
+    ("unknown partition", ["data.partition=dirichlet"],
+     "data.partition = 'dirichlet' is invalid: one of uni, pow, cla, disjoint"),
     ("unknown dataset", ["data.dataset=imagenet"],
      "data.dataset = 'imagenet' is invalid: one of digits, mnist, fashion_mnist, cifar10, mr, sst5, files"),
     ("pool larger than data", ["data.partition=uni", "data.pool_size=5000"],
@@ -58,6 +61,17 @@ OVERRIDES = [
     ("cla_pool not a word", ["data.cla_pool=2"], "data.cla_pool = '2' is invalid: one of full, capped"),
     ("capped pool larger than data", ["data.cla_pool=capped", "data.pool_size=5000"],
      "data.pool_size=5000 must be in [1, 1337]: digits has 1437 training samples, 100 held out for validation"),
+    ("disjoint shard larger than a class", ["data.partition=disjoint", "data.shard_size=300", "data.val_size=100"],
+     "data.shard_size=300 needs 150 samples of class 0 for agent 1 (partition disjoint, drawn without replacement), "
+     "but the data holds 129 outside the validation set"),  # digits' 142 of class 0, 13 of them in the 100 held out
+    ("disjoint with more agents than classes", ["data.partition=disjoint", "data.agents=11"],
+     "data.partition=disjoint gives every agent its own classes, so agents=11 must be at most the 10 classes of the "
+     "data"),
+    ("feature noise < 0", ["data.feature_noise=[-1]"],
+     "data.feature_noise = [-1.0] is invalid: standard deviations must be finite numbers >= 0"),
+    ("copy of itself", ["data.copy_of=[1]"],
+     "data.copy_of = [1] is invalid: agent 1: entries must be 0 (own shard) or another agent 1..5"),
+    ("repeats 0", ["data.repeats=[0]"], "data.repeats = [0] is invalid: counts must be integers >= 1"),
     ("unknown image_pad", ["data.image_pad=edge"], "data.image_pad = 'edge' is invalid: one of model, data"),
     ("image_pad data on digits", ["data.image_pad=data"],
      "data.image_pad = 'data' is invalid: 'data' pads 28x28 images to 32x32, so only for mnist or fashion_mnist "
@@ -108,8 +122,7 @@ OVERRIDES = [
     ("override a key as a table", ["mechanism.beta.x=1"], "override 'mechanism.beta.x': [mechanism.beta] is not a table"),
     ("override a section", ["data=1"], "override key 'data' is invalid: expected section.key (e.g. mechanism.beta) "
      "or section.table.key (e.g. mechanism.gtg.max_evals)"),
-    ("model does not fit data",
-     ["data.dataset=mnist", "data.data_dir={mnist}", "data.val_size=0", "mechanism.audit=none"],
+    ("model does not fit data", [*WITHOUT_AUDIT, "data.dataset=mnist", "data.data_dir={mnist}"],
      "digits_cnn takes 8x8 images; mnist has 28x28"),
     ("wrong world size", ["@world=3"],
      "world size 3 does not fit data.agents = 5: a run needs N + 1 = 6 ranks (rank 0 = server), e.g. torchrun "
@@ -139,7 +152,8 @@ FILES = [
     ("wrong type in file", "[run]\nrounds = \"ten\"\n", "run.rounds = 'ten' is invalid: expected an integer"),
     ("unknown key in file", "[data]\nagent = 5\n",
      "unknown config key data.agent: [data] has dataset, data_dir, partition, agents, pool_size, shard_size, "
-     "label_noise, val_size, test_fraction, cla_pool, image_pad, agent_files, test_file, val_file, label_column, "
+     "label_noise, feature_noise, copy_of, repeats, val_size, test_fraction, cla_pool, image_pad, agent_files, "
+     "test_file, val_file, label_column, "
      "num_classes"),
     ("choice not a string in file", "[data]\ncla_pool = 3\n", "data.cla_pool = 3 is invalid: one of full, capped"),
     ("choice with wrong case in file", "[data]\nimage_pad = \"Data\"\n",
@@ -235,7 +249,7 @@ def test_the_real_command_prints_one_line_and_exits_2(files):
 # rank that hosts it, before any process group exists, and that rank reports it (rank 0 never opens it).
 def _party(template: str = "{good}/site_{{agent}}.npz", test: str = "{good}/test.npz") -> list[str]:
     return ["data.dataset=files", "data.agents=4", f"data.agent_files={template}", f"data.test_file={test}",
-            "train.model=mlp", "data.val_size=0", "mechanism.audit=none"]  # the default job's audit set: not for files
+            "train.model=mlp", *WITHOUT_AUDIT]
 
 
 PARTY = [
@@ -362,7 +376,7 @@ def test_bad_party_files_and_models(rank, overrides, expected, party_dirs, monke
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
-        main(["--config", DEFAULT, *[o.format(**party_dirs) for o in overrides]])
+        main(["--config", DEFAULT, *WITHOUT_AUDIT, *[o.format(**party_dirs) for o in overrides]])
     err = capsys.readouterr().err.splitlines()
     assert exit_.value.code == 2
     assert len(err) == 1, err

@@ -27,7 +27,8 @@ METHODS = ["standalone", "fedavg", "dw", "eu", "rr", "qffl", "cffl", "eci"]
 COMMUNICATING = METHODS[1:]
 
 
-OVERRIDES = [f"run.rounds={ROUNDS}", f"run.eval_every={ROUNDS}", "run.progress=false", f"data.agents={AGENTS}"]
+OVERRIDES = [f"run.rounds={ROUNDS}", f"run.eval_every={ROUNDS}", "run.progress=false", f"data.agents={AGENTS}",
+             "data.val_size=0", "mechanism.audit=none"]  # cffl and eci then resolve their own validation size
 
 
 @pytest.fixture(scope="module")

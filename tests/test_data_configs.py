@@ -128,7 +128,8 @@ def test_reference_key_and_checkpoints_include_the_new_fields():
         return reference_key(config.load_config(None, ["data.dataset=mnist", *overrides]))
 
     cfg = config.load_config(None, ["data.dataset=mnist"])
-    later = ("cla_pool", "image_pad", "agent_files", "test_file", "val_file", "label_column", "num_classes")
+    later = ("cla_pool", "image_pad", "agent_files", "test_file", "val_file", "label_column", "num_classes",
+             "feature_noise", "copy_of", "repeats")
     old_data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in later}
     # at the defaults: exactly the key runs recorded before the fields existed
     assert json.loads(key())["data"] == old_data
@@ -137,6 +138,9 @@ def test_reference_key_and_checkpoints_include_the_new_fields():
     assert key("train.model=mlp", "train.model_args={hidden=[8]}") != key("train.model=mlp")
     assert key("data.cla_pool=capped") != key()  # a capped-pool CGSV run never meets a full-pool standalone
     assert key("data.image_pad=data") != key()
+    # issue 29's data scenarios: absent at their defaults, part of the key when set
+    for setting in ("data.feature_noise=[1.0]", "data.copy_of=[0,1]", "data.repeats=[1,2]", "data.partition=disjoint"):
+        assert key(setting) != key()
     assert key("data.image_pad=data", "data.cla_pool=capped") not in (key("data.image_pad=data"),
                                                                      key("data.cla_pool=capped"))
     # UNI/POW ignore cla_pool (identical shards), so their references are shared

@@ -120,3 +120,47 @@ def test_pow_formula_matches_spec_for_many_cases():
             want = [math.ceil(v / sum(b) * (pool // n) * n) for v in b]
             got = P.pow_sizes(pool, n)
             assert all(abs(g - w) <= 1 for g, w in zip(got, want))  # float rounding only
+
+
+# ----------------------------------------------------------------------------- DISJOINT
+
+
+def test_disjoint_blocks_by_hand():
+    assert P.disjoint_blocks(5, 10) == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    assert P.disjoint_blocks(3, 10) == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]  # larger blocks first
+    assert P.disjoint_blocks(10, 10) == [[k] for k in range(10)]
+    assert P.disjoint_blocks(1, 3) == [[0, 1, 2]]
+    with pytest.raises(ValueError, match=r"partition=disjoint .* agents=11 must be at most the 10 classes"):
+        P.disjoint_blocks(11, 10)
+
+
+def test_disjoint_counts_by_hand():
+    assert P.disjoint_counts(600, 2) == [300, 300]
+    assert P.disjoint_counts(301, 2) == [150, 151]  # the remainder goes to the last class
+    assert P.disjoint_counts(10, 3) == [3, 3, 4]
+    assert P.disjoint_counts(7, 1) == [7]
+
+
+def test_disjoint_exclusive_classes_exact_counts_without_replacement():
+    labels = np.repeat(np.arange(10), 40)[rng(5).permutation(400)]  # 40 per class, shuffled
+    parts = P.disjoint(labels, 3, 101, 10, rng(0))
+    want = [[25, 25, 25, 26], [33, 33, 35], [33, 33, 35]]  # blocks {0..3}, {4..6}, {7..9}; 101 = 4*25+1 = 3*33+2
+    seen = set()
+    for i, (part, block) in enumerate(zip(parts, P.disjoint_blocks(3, 10))):
+        assert len(part) == 101 and len(np.unique(part)) == 101  # no sample twice
+        counts = np.bincount(labels[part], minlength=10)
+        assert counts[block].tolist() == want[i]
+        assert counts.sum() == counts[block].sum()  # nothing outside the own block
+        assert not seen & set(part.tolist())
+        seen |= set(part.tolist())
+
+
+def test_disjoint_too_few_samples_and_determinism():
+    labels = np.repeat(np.arange(4), [10, 10, 10, 3])
+    with pytest.raises(ValueError, match=r"shard_size=8 needs 4 samples of class 3 for agent 2 .* holds 3"):
+        P.disjoint(labels, 2, 8, 4, rng(0))
+    with pytest.raises(ValueError, match=r"shard_size=1 is smaller than agent 1's 2 classes"):
+        P.disjoint(labels, 2, 1, 4, rng(0))
+    a, b, c = (P.disjoint(labels, 2, 6, 4, rng(s)) for s in (1, 1, 2))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))

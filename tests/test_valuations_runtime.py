@@ -36,6 +36,7 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("valuations")
     for v in NAMES:
         run_local(config(tmp, v, f"mechanism.valuation={v}"))
+    run_local(config(tmp, "fedavg", "mechanism.method=fedavg"))  # the audit beside a method without a valuation
     return tmp
 
 
@@ -64,6 +65,12 @@ def test_the_audit_column_is_filled_on_audit_rounds_and_its_tau_is_in_the_summar
             assert r["audit"] == ""
     assert s["audit_value_by_agent"] == pytest.approx(cumulative, abs=1e-5)
     assert s["audit_tau"] == pytest.approx(kendall_tau(s["final_r"], s["audit_value_by_agent"]))
+
+
+def test_the_audit_runs_beside_a_baseline_and_its_tau_uses_cgsvs_r(runs):
+    s = json.loads((runs / "fedavg" / "summary.json").read_text())
+    assert s["valuation"] is None and s["audit_passes"] == 2 * 2 ** 4
+    assert s["audit_tau"] == pytest.approx(kendall_tau(s["final_cgsv_r"], s["audit_value_by_agent"]))
 
 
 def test_the_audit_is_efficient_against_the_validation_accuracy_of_the_round(runs):

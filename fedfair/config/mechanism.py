@@ -114,7 +114,8 @@ class MechanismConfig:
     in agents.csv's audit column, and summary.json's audit_tau = Kendall tau of final r against the
     cumulative audit value. Needs the server's validation set (data.val_size); not counted in mechanism_s."""
     audit_every: int = 10
-    """Rounds between audits (and the last round)."""
+    """The audit runs in rounds audit_every, 2 audit_every, ... (not tied to the last round, so a run extended
+    by a resume audits the same rounds as one run straight through)."""
     fedce: FedCESettings = field(default_factory=FedCESettings)
     """FedCE's settings (mechanism.valuation = fedce)."""
     gtg: GTGSettings = field(default_factory=GTGSettings)

@@ -18,13 +18,20 @@ from .checks import _check, _check_choices
 from .mechanism import FedCESettings, GTGSettings, MechanismConfig
 
 Dataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5", "files"]
-Partition = Literal["uni", "pow", "cla"]
+Partition = Literal["uni", "pow", "cla", "disjoint"]
 PAD_DATASETS = ("mnist", "fashion_mnist")
 """Data sets whose 28x28 images data.image_pad = "data" pads to 32x32."""
 NOT_FOR_FILES = ("partition", "pool_size", "shard_size", "label_noise", "val_size", "test_fraction", "cla_pool",
                  "image_pad")
 """[data] keys that do not apply to dataset = "files" (the data is what the parties hold): a files run's
 config.toml and summary.json leave them out."""
+TEXT_DATASETS = ("mr", "sst5")
+"""Data sets of token ids (no standardised inputs for data.feature_noise)."""
+
+
+def _is_int(value: Any) -> bool:
+    """An integer, not a bool (a config built in code skips the TOML coercion)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
@@ -86,16 +93,30 @@ class DataConfig:
     data_dir: str = ""
     """Where the data files are ("" = the data set's default places)."""
     partition: Partition = "cla"
-    """How the pool is split among agents: uni, pow or cla (see the spec)."""
+    """How the pool is split among agents: uni, pow or cla (see the spec), or disjoint (agent i owns the
+    i-th of N contiguous, near-equal blocks of the C classes, needs N <= C, and gets shard_size samples of
+    them, even over its classes, drawn without replacement: equal contributions of exclusive classes)."""
     agents: int = 5
     """Number of agents N; the job's world size is run.ranks (N + 1 when 0)."""
     pool_size: int = 0
     """Samples split among agents for uni/pow, and CLA's pool when cla_pool = capped (0 = the data
     set's default: 600*N for MNIST)."""
     shard_size: int = 0
-    """CLA samples per agent S (0 = the data set's default)."""
+    """CLA and disjoint samples per agent S (0 = the data set's default: 600 for MNIST, 2,000 for CIFAR-10
+    and Fashion-MNIST, else the training data not held out / N)."""
     label_noise: list[float] = field(default_factory=list)
     """Per-agent fraction of labels replaced by random classes (missing entries = 0)."""
+    feature_noise: list[float] = field(default_factory=list)
+    """Per-agent standard deviation of Gaussian noise added once to the agent's own copy of its training
+    inputs, in the data's standardised units (missing entries = 0; image and tabular data, not text). Its
+    draws come from their own seed stream: the shards, labels and the other agents' data do not change."""
+    copy_of: list[int] = field(default_factory=list)
+    """Per-agent: 0 = its own shard; j = agent j's shard exactly as agent j holds it (indices, labels with
+    their noise, feature noise, repeats), a redundant contributor. j is another agent and not itself a
+    copy; the copy's own label_noise and feature_noise entries must be 0 (missing entries = 0)."""
+    repeats: list[int] = field(default_factory=list)
+    """Per-agent k >= 1: the agent holds its shard k times (samples, labels and noisy inputs tiled), so its
+    size |D_i| (size-weighted aggregation, shard sizes in the logs) is k times larger (missing = 1)."""
     val_size: int = 0
     """Held-out validation samples no agent owns (used by CFFL and ECI; 0 = none, but cffl and eci then
     hold out 10% of the training data, at most 1000, recorded in the run's config.toml)."""
@@ -133,7 +154,7 @@ class DataConfig:
         _check(not files or bool(self.test_file), "data.test_file", self.test_file,
                "dataset = 'files' needs the common test set, e.g. 'sites/test.npz'")
         _check(self.num_classes >= 0, "data.num_classes", self.num_classes, "must be >= 0")
-        for key in ("label_noise", "val_size", "pool_size", "shard_size"):
+        for key in ("label_noise", "val_size", "pool_size", "shard_size", "feature_noise", "copy_of", "repeats"):
             _check(not (files and getattr(self, key)), f"data.{key}", getattr(self, key),
                    "does not apply to dataset = 'files' (the data is what the parties hold; "
                    "python -m fedfair.prepare splits a data set into such files)")
@@ -149,6 +170,34 @@ class DataConfig:
                f"at most one fraction per agent ({self.agents})")
         for p in self.label_noise:
             _check(0.0 <= p <= 1.0, "data.label_noise", self.label_noise, "fractions must be in [0, 1]")
+        self._check_holding()
+
+    def _check_holding(self) -> None:
+        """data.feature_noise, copy_of and repeats: at most one entry per agent, values in range, copies
+        of non-copies that add nothing of their own."""
+        n = self.agents
+        for key, what in (("feature_noise", "standard deviation"), ("copy_of", "source"), ("repeats", "count")):
+            value = getattr(self, key)
+            _check(len(value) <= n, f"data.{key}", value, f"at most one {what} per agent ({n})")
+        _check(all(math.isfinite(v) and v >= 0 for v in self.feature_noise), "data.feature_noise", self.feature_noise,
+               "standard deviations must be finite numbers >= 0")
+        _check(self.dataset not in TEXT_DATASETS or not any(self.feature_noise), "data.feature_noise",
+               self.feature_noise, f"Gaussian input noise applies to image and tabular data, not to text "
+               f"(data.dataset is {self.dataset!r})")
+        _check(all(_is_int(k) and k >= 1 for k in self.repeats), "data.repeats", self.repeats,
+               "counts must be integers >= 1")
+        label_noise, sigmas = list(self.label_noise), list(self.feature_noise)
+        for i, j in enumerate(self.copy_of, start=1):
+            _check(_is_int(j) and 0 <= j <= n and j != i, "data.copy_of", self.copy_of,
+                   f"agent {i}: entries must be 0 (own shard) or another agent 1..{n}")
+            if j:
+                source = self.copy_of[j - 1] if j <= len(self.copy_of) else 0
+                _check(source == 0, "data.copy_of", self.copy_of,
+                       f"agent {i} copies agent {j}, which is itself a copy (of agent {source}): copy agent {source}")
+                own = [f"data.{k}" for k, v in (("label_noise", label_noise), ("feature_noise", sigmas))
+                       if i <= len(v) and v[i - 1]]
+                _check(not own, "data.copy_of", self.copy_of, f"agent {i} holds agent {j}'s shard as agent {j} "
+                       f"holds it (labels and noise included), so its own {' and '.join(own)} entry must be 0")
 
 
 @dataclass
@@ -256,7 +305,8 @@ LATER_FIELDS: dict[tuple[str, str], Any] = {
     ("mechanism", "valuation"): "cosine", ("mechanism", "norm_bound"): "off", ("mechanism", "outlier_factor"): 100.0,
     ("mechanism", "audit"): "none", ("mechanism", "audit_every"): 10,
     ("mechanism", "fedce"): dataclasses.asdict(FedCESettings()), ("mechanism", "gtg"): dataclasses.asdict(GTGSettings()),
-    ("train", "output"): "log_probs", ("run", "overwrite"): False}
+    ("train", "output"): "log_probs", ("run", "overwrite"): False,
+    ("data", "feature_noise"): [], ("data", "copy_of"): [], ("data", "repeats"): []}
 
 
 def run_identity(cfg: Config) -> dict[str, dict[str, Any]]:

@@ -5,11 +5,13 @@ Public API: :func:`load_task` -> :class:`TaskData`; :func:`make_shards` -> list 
 """
 
 from .base import DataError, TaskData, pad_batch, stratified_split
+from .holding import FeatureNoise
 from .shards import Shard, default_pool_size, default_shard_size, make_shards
 from .tasks import TASKS, canonical_name, load_task
 
 __all__ = [
     "DataError",
+    "FeatureNoise",
     "TaskData",
     "Shard",
     "TASKS",

@@ -1,4 +1,5 @@
-"""The paper's three data partitions (UNI, POW, CLA) and label noise, as pure functions.
+"""The paper's three data partitions (UNI, POW, CLA), the fairness suite's DISJOINT, and label
+noise, as pure functions.
 
 Each returns index arrays (or sizes / new labels) and draws all randomness from the numpy
 Generator passed in, so a seed fixes the result. Formulas follow the spec's "Data partitions"
@@ -99,6 +100,54 @@ def cla(
         extra = shard_size - per * c
         if extra:
             parts.append(rng.choice(by_class[c - 1], size=extra, replace=True))
+        out.append(np.concatenate(parts).astype(np.int64))
+    return out
+
+
+def disjoint_blocks(agents: int, num_classes: int) -> list[list[int]]:
+    """DISJOINT's classes: C classes cut into N contiguous blocks as evenly as possible, the
+    larger blocks first (C=10, N=5: {0,1}, {2,3}, ...; C=10, N=3: {0..3}, {4..6}, {7..9})."""
+    _check_agents(agents)
+    if agents > num_classes:
+        raise ValueError(f"partition=disjoint gives every agent its own classes, so agents={agents} must be at "
+                         f"most the {num_classes} classes of the data")
+    return [b.tolist() for b in np.array_split(np.arange(num_classes), agents)]
+
+
+def disjoint_counts(shard_size: int, classes: int) -> list[int]:
+    """Samples per owned class: S split evenly, the remainder (< c) to the last class."""
+    per = shard_size // classes
+    return [per] * (classes - 1) + [shard_size - per * (classes - 1)]
+
+
+def disjoint(
+    labels: np.ndarray,
+    agents: int,
+    shard_size: int,
+    num_classes: int,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """DISJOINT: agent i owns block i of :func:`disjoint_blocks`; it gets ``shard_size`` samples of
+    its classes (:func:`disjoint_counts`), drawn WITHOUT replacement, so no sample is held twice and
+    no two agents share a class: equal contributions of different knowledge (the suite's symmetry
+    scenario). Returns positions into ``labels``, class by class.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    labels = np.asarray(labels, dtype=np.int64)
+    by_class = [np.flatnonzero(labels == k).astype(np.int64) for k in range(num_classes)]
+    out: list[np.ndarray] = []
+    for agent, block in enumerate(disjoint_blocks(agents, num_classes), start=1):
+        if shard_size < len(block):
+            raise ValueError(f"shard_size={shard_size} is smaller than agent {agent}'s {len(block)} classes "
+                             "(partition disjoint)")
+        parts = []
+        for k, count in zip(block, disjoint_counts(shard_size, len(block))):
+            if by_class[k].size < count:
+                raise ValueError(f"shard_size={shard_size} needs {count} samples of class {k} for agent {agent} "
+                                 f"(partition disjoint, drawn without replacement), but the data holds "
+                                 f"{by_class[k].size} outside the validation set")
+            parts.append(rng.choice(by_class[k], size=count, replace=False))
         out.append(np.concatenate(parts).astype(np.int64))
     return out
 

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from . import partitions
 from .base import TaskData
+from .holding import FeatureNoise, Holding
 
-PARTITIONS = ("uni", "pow", "cla")
+PARTITIONS = ("uni", "pow", "cla", "disjoint")
 CLA_POOLS = ("full", "capped")
 
 
@@ -18,14 +20,29 @@ CLA_POOLS = ("full", "capped")
 class Shard:
     """One agent's private data: indices into ``task.train_*`` and the labels it trains on.
 
-    ``labels`` is a copy, corrupted where label noise applies, so the shared task stays clean.
+    ``labels`` is a copy, corrupted where label noise applies, so the shared task stays clean;
+    ``noise`` (data.feature_noise) likewise lives in the shard, never in the task: the agent's
+    noisy inputs are its own copy (:meth:`inputs`).
     """
 
     indices: np.ndarray
     labels: np.ndarray
+    noise: FeatureNoise | None = None
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
+
+    def inputs(self, task: TaskData) -> torch.Tensor | None:
+        """The agent's own noisy copy of its inputs, aligned with ``indices`` (None without feature
+        noise: the agent then reads the shared, clean task). Memory: len(shard) x sample size."""
+        if self.noise is None:
+            return None
+        if task.kind == "text":
+            raise ValueError(f"feature_noise applies to image and tabular inputs, but {task.name} is text")
+        x = task.train_x[torch.from_numpy(self.indices)]
+        z = self.noise.draw(tuple(x.shape[1:]))
+        reps = len(self) // self.noise.rows
+        return x + torch.from_numpy(np.concatenate([z] * reps) if reps > 1 else z)
 
 
 def default_pool_size(dataset: str, agents: int, available: int) -> int:
@@ -77,16 +94,23 @@ def make_shards(
     label_noise: Sequence[float] = (),
     val_size: int = 0,
     cla_pool: str = "full",
+    feature_noise: Sequence[float] = (),
+    copy_of: Sequence[int] = (),
+    repeats: Sequence[int] = (),
 ) -> tuple[list[Shard], np.ndarray]:
     """The N agents' shards and ``val_size`` validation indices that no agent owns.
 
     Order of draws (each from its own child of SeedSequence(seed), so changing one setting
-    does not reshuffle the others): validation set, then the partition, then per-agent noise;
-    CLA's capped pool comes from a fourth child (the first three are the same as before it existed).
+    does not reshuffle the others): validation set, then the partition, then per-agent label
+    noise; CLA's capped pool comes from a fourth child and feature noise from a fifth (children
+    are added at the end, so the earlier ones are the same as before each existed).
     UNI/POW draw their pool without replacement from the non-validation data; CLA samples
-    with replacement from it (so CLA agents may share samples, as in the reference code).
+    with replacement from it (so CLA agents may share samples, as in the reference code);
+    DISJOINT draws each agent's own classes without replacement (:func:`partitions.disjoint`).
     ``cla_pool = "capped"`` makes CLA sample within a pool of ``pool_size`` samples
-    (:func:`capped_pool`) instead of all of it; it does not change UNI/POW.
+    (:func:`capped_pool`) instead of all of it; it does not change UNI/POW/DISJOINT.
+    ``feature_noise``, ``copy_of`` and ``repeats`` then shape what each agent holds
+    (:meth:`Holding.hold`); every agent's own shard is drawn first, so they change no other agent's.
     """
     partition = partition.lower()
     if partition not in PARTITIONS:
@@ -105,7 +129,8 @@ def make_shards(
         raise ValueError(
             f"val_size={val_size} must be in [0, {n - 1}]: the training data has {n} samples"
         )
-    val_seq, part_seq, noise_seq, pool_seq = np.random.SeedSequence(seed).spawn(4)
+    holding = Holding.checked(agents, task.kind, feature_noise, copy_of, repeats, label_noise)
+    val_seq, part_seq, noise_seq, pool_seq, feature_seq = np.random.SeedSequence(seed).spawn(5)
     perm = np.random.default_rng(val_seq).permutation(n).astype(np.int64)
     val_idx = np.sort(perm[:val_size])
     available = np.sort(perm[val_size:])
@@ -127,6 +152,11 @@ def make_shards(
         fn = partitions.uni if partition == "uni" else partitions.pow
         positions = fn(size, agents, part_rng)
         index_lists = [pool[p] for p in positions]
+    elif partition == "disjoint":
+        if shard_size is None:
+            shard_size = default_shard_size(task.name, agents, available.size)
+        positions = partitions.disjoint(y_all[available], agents, shard_size, task.num_classes, part_rng)
+        index_lists = [available[p] for p in positions]
     else:
         if shard_size is None:
             shard_size = default_shard_size(task.name, agents, available.size)
@@ -148,4 +178,4 @@ def make_shards(
         elif frac < 0:
             raise ValueError(f"label_noise[{i}]={frac} must be in [0, 1]")
         shards.append(Shard(indices=ix.astype(np.int64), labels=labels))
-    return shards, val_idx
+    return holding.hold(shards, feature_seq.spawn(agents)), val_idx

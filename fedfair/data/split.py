@@ -1,6 +1,6 @@
 """Write per-party data files from one data set, for demos and experiments (``python -m fedfair.prepare``).
 
-The split is the simulator's: the same seeded uni/pow/cla partitions and per-agent label noise
+The split is the simulator's: the same seeded uni/pow/cla/disjoint partitions and per-agent label noise
 (:func:`fedfair.data.make_shards`), so a files run on the written files sees the shards a
 simulated run of the same settings would. Sources: fedfair's built-in data sets, scikit-learn's
 bundled tabular sets (no download), or a user's .npz/.csv file (split into train and a stratified

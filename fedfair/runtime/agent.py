@@ -48,7 +48,9 @@ class Agent:
         self.generator = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + index)
         # dropout and other global-RNG use: distinct per agent, saved and restored around its work
         self.torch_rng = seeded_rng_state(cfg.run.seed * 7919 + index)
-        self.trainer = LocalTrainer(model, task, shard.indices, shard.labels, cfg.train, self.generator)
+        # its own noisy copy of its inputs (data.feature_noise), drawn here: only the hosting rank holds it
+        self.trainer = LocalTrainer(model, task, shard.indices, shard.labels, cfg.train, self.generator,
+                                    inputs=shard.inputs(task))
         behaviours = cfg.mechanism.behaviours
         self.behaviour = behaviours[index - 1] if index - 1 < len(behaviours) else "honest"
         self.last_reward = torch.zeros_like(self.w) if self.behaviour == "replayer" else torch.zeros(0)

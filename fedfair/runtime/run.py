@@ -67,7 +67,8 @@ def prepare(cfg: Config, rank: int | None = None, world_size: int | None = None)
     shards, val = make_shards(task, partition=cfg.data.partition, agents=cfg.data.agents, seed=cfg.run.seed,
                               pool_size=cfg.data.pool_size or None, shard_size=cfg.data.shard_size or None,
                               label_noise=cfg.data.label_noise, val_size=cfg.data.val_size,
-                              cla_pool=cfg.data.cla_pool)
+                              cla_pool=cfg.data.cla_pool, feature_noise=cfg.data.feature_noise,
+                              copy_of=cfg.data.copy_of, repeats=cfg.data.repeats)
     return Setup(task, shards, val, model_name)
 
 
@@ -251,10 +252,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+DATA_ARGS = ("pool_size", "shard_size", "val_size", "label_noise", "feature_noise", "copy_of", "repeats", "partition")
+"""make_shards' arguments that are data.* fields: its messages name them as ``arg=value``."""
+
+
 def one_line(message: str) -> str:
     """Bad-input messages are one line, and name config fields as the config does."""
     text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
-    return re.sub(r"(?<![.\w])(pool_size|shard_size|val_size|label_noise)(?=[=\[])", r"data.\1", text)
+    return re.sub(rf"(?<![.\w])({'|'.join(DATA_ARGS)})(?=[=\[])", r"data.\1", text)
 
 
 def fail(message: str, rank: int = 0, code: int = 2) -> None:

@@ -149,7 +149,7 @@ class Server:
     def shapley_audit(self, inp: RoundInput) -> torch.Tensor | None:
         """On audit rounds, the exact Shapley values of the round's validation accuracy (not timed;
         its validation passes are counted apart, as audit_passes)."""
-        if self.shapley is None or not self.shapley.due(inp.round, self.cfg.run.rounds):
+        if self.shapley is None or not self.shapley.due(inp.round):
             return None
         before = self.validation.passes
         values = self.shapley.values(inp)

@@ -67,14 +67,21 @@ def layer_sizes(model: nn.Module) -> list[int]:
 
 
 class LocalTrainer:
-    """An agent's local work: optimizer with persistent state, per-round exponential lr decay."""
+    """An agent's local work: optimizer with persistent state, per-round exponential lr decay.
+
+    ``inputs`` (data.feature_noise) is the agent's own noisy copy of its samples, aligned with
+    ``indices``; without it the agent reads the shared task's clean inputs.
+    """
 
     def __init__(self, model: nn.Module, task: TaskData, indices: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, inputs: torch.Tensor | None = None) -> None:
         self.model = model
         self.task = task
         self.indices = torch.as_tensor(indices, dtype=torch.int64)
         self.labels = torch.as_tensor(labels, dtype=torch.int64)
+        if inputs is not None and len(inputs) != len(self.indices):
+            raise ValueError(f"inputs has {len(inputs)} rows but the shard {len(self.indices)}; they must align")
+        self.inputs = inputs
         self.cfg = cfg
         self.generator = generator
         params = list(model.parameters())
@@ -103,7 +110,7 @@ class LocalTrainer:
         self.model.train()
         losses = []
         for pos in self._batches():
-            x, y = self.task.batch("train", self.indices[pos], self.labels[pos])
+            x, y = self._batch(pos)
             x, y = to_model(x, self.model_param), y.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
             loss = F.nll_loss(self.model(x), y)
@@ -112,15 +119,24 @@ class LocalTrainer:
             losses.append(loss.item())
         return float(np.mean(losses)) if losses else math.nan
 
+    def _batch(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x, y of the shard's positions ``pos``: the agent's own inputs when it has them."""
+        if self.inputs is None:
+            return self.task.batch("train", self.indices[pos], self.labels[pos])
+        return self.inputs[pos], self.labels[pos]
+
     def shard_loss(self, limit: int = 4096) -> float:
         """Loss of the current model on (up to ``limit`` samples of) the agent's own shard."""
-        return evaluate(self.model, self.task, "train", self.indices[:limit], self.labels[:limit])[0]
+        inputs = None if self.inputs is None else self.inputs[:limit]
+        return evaluate(self.model, self.task, "train", self.indices[:limit], self.labels[:limit], inputs=inputs)[0]
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, task: TaskData, split: str, indices: np.ndarray | torch.Tensor | None = None,
-             labels: np.ndarray | torch.Tensor | None = None, batch_size: int = 1000) -> tuple[float, float]:
-    """(mean NLL loss, accuracy) of ``model`` on a split, or on the given indices of it."""
+             labels: np.ndarray | torch.Tensor | None = None, batch_size: int = 1000,
+             inputs: torch.Tensor | None = None) -> tuple[float, float]:
+    """(mean NLL loss, accuracy) of ``model`` on a split, or on the given indices of it; ``inputs``
+    (aligned with ``indices``, with ``labels``) replaces the task's inputs: an agent's noisy copy."""
     was_training = model.training
     model.eval()
     if indices is None:
@@ -128,11 +144,16 @@ def evaluate(model: nn.Module, task: TaskData, split: str, indices: np.ndarray |
         indices = torch.arange(n)
     indices = torch.as_tensor(indices, dtype=torch.int64)
     labels = None if labels is None else torch.as_tensor(labels, dtype=torch.int64)
+    if inputs is not None and labels is None:
+        raise ValueError("evaluate: inputs need their labels")
     total_loss, correct = 0.0, 0
     for start in range(0, len(indices), batch_size):
         idx = indices[start:start + batch_size]
         lab = None if labels is None else labels[start:start + batch_size]
-        x, y = task.batch(split, idx, lab)
+        if inputs is None:
+            x, y = task.batch(split, idx, lab)
+        else:
+            x, y = inputs[start:start + batch_size], lab
         param = next(model.parameters())
         x, y = to_model(x, param), y.to(param.device)
         out = model(x)

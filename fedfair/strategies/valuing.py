@@ -228,7 +228,7 @@ def round_utility(ctx: ServerContext, inp: RoundInput, scales: torch.Tensor, pla
 
 
 class ShapleyAudit:
-    """``mechanism.audit = "shapley"``: every ``audit_every`` rounds (and the last), each agent's
+    """``mechanism.audit = "shapley"``: in every ``audit_every``-th round, each agent's
     Shapley value of the round's coalition game (:func:`round_utility`), exact up to
     AUDIT_EXACT_AGENTS counted uploads and GTG-Shapley above. Efficiency: the values sum to
     U(everyone) − U(w). The server logs them beside ψ and r, so a consortium can read on its own
@@ -239,8 +239,8 @@ class ShapleyAudit:
         self.every = strategy.mechanism.audit_every
         self.generator = torch.Generator().manual_seed(strategy.seed * 1_000_003 + 11)
 
-    def due(self, round: int, rounds: int) -> bool:
-        return round % self.every == 0 or round == rounds
+    def due(self, round: int) -> bool:
+        return round % self.every == 0
 
     def values(self, inp: RoundInput) -> torch.Tensor:
         ctx = self.strategy.ctx

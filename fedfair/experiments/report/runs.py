@@ -18,7 +18,7 @@ from ...metrics import pearson100
 UNDEFINED = "undefined"
 NO_REFERENCE = "n/a"
 MISSING = "–"
-PARTITION_ORDER = ("uni", "pow", "cla")
+PARTITION_ORDER = ("uni", "pow", "cla", "disjoint")
 
 
 class Setting(NamedTuple):

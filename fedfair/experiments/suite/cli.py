@@ -39,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--dataset", choices=sorted(PROFILES), default="mnist",
                    help="mnist (default: configs/suite/mnist.toml, 200 rounds) or digits (the smoke version)")
     r.add_argument("--rounds", type=int, default=None, help="rounds per run (default: 200 mnist, 8 digits); "
-                   "evaluation every rounds/4")
+                   "accuracies evaluated once, at the end")
     r.add_argument("--launcher", choices=sorted(LAUNCHERS), default="torchrun",
                    help="torchrun (default): one torchrun job per run; local: fedfair.runtime.local.run_local")
     r.add_argument("--timeout", type=float, default=24 * 3600.0, help="seconds allowed per run")
