@@ -235,7 +235,8 @@ def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: fl
         "valuation_s": t.valuation_s if valued(cfg.mechanism.method) else None,
         "cosine_s": t.cosine_s if valued(cfg.mechanism.method) else None,
         "validation_passes": int(t.validation_passes),
-        "audit_tau": audit_tau(final_r, final_cgsv_r, t.audit_value_by_agent) if t.audit_value_by_agent else None,
+        "audit_tau": (audit_tau(final_r if valued(cfg.mechanism.method) else final_cgsv_r, t.audit_value_by_agent)
+                      if t.audit_value_by_agent else None),
         "audit_value_by_agent": list(t.audit_value_by_agent) if t.audit_value_by_agent else None,
         "audit_passes": int(t.audit_passes),
         "overhead_ratio": t.mechanism_s / t.train_s if t.train_s > 0 else None,
@@ -248,10 +249,11 @@ def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: fl
     return {k: _no_nan(v) for k, v in summary.items()}
 
 
-def audit_tau(final_r: list[float], final_cgsv_r: list[float], audit_value: list[float]) -> float | None:
-    """Kendall's τ-b of the final importance r (CGSV's r beside a method without one) against each
-    agent's cumulative audit value: do the rewards follow what the audit says each agent brought?"""
-    r = final_r if all(isinstance(x, float) and math.isfinite(x) for x in final_r) else final_cgsv_r
+def audit_tau(r: list[float], audit_value: list[float]) -> float | None:
+    """Kendall's τ-b of the final importance r against each agent's cumulative audit value: do the
+    rewards follow what the audit says each agent brought? ``summarize`` passes the method's own r
+    for the methods that value uploads (cgsv, dw, eu) and CGSV's r computed beside it for the others
+    (FedAvg's r is its equal aggregation weights, Standalone has none)."""
     return kendall_tau(r, audit_value)
 
 
