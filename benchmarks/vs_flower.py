@@ -55,7 +55,8 @@ def fedfair_round_s(task: str, n: int, rounds: int, out: Path) -> float:
             f"train.lr={t['lr']}", "train.lr_decay=1", f"train.local_steps={STEPS}", f"train.batch_size={BATCH}",
             "data.partition=uni", f"data.agents={n}", f"run.ranks={RANKS}", f"run.rounds={rounds}",
             f"run.eval_every={rounds + 1000}", "mechanism.method=fedavg", f"run.name={name}", f"run.out_dir={out}",
-            "run.progress=false", "run.overwrite=true", "comm.timeout_s=3600"]
+            "run.progress=false", "run.overwrite=true", "comm.timeout_s=3600",
+            "data.val_size=0", "mechanism.audit=none"]  # every image trains, as in Flower's app; no audit
     if t["pool"]:
         args.append(f"data.pool_size={t['pool']}")
     cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(RANKS),
