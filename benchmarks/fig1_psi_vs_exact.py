@@ -56,8 +56,15 @@ from typing import Callable, TypeVar
 
 import torch
 
-from fedfair.mechanism import (cgsv_approx, exact_cgsv, exact_shapley, normalised_error, sampled_cgsv, unit_scales,
-                               update_importance)
+from fedfair.mechanism import (
+    cgsv_approx,
+    exact_cgsv,
+    exact_shapley,
+    normalised_error,
+    sampled_cgsv,
+    unit_scales,
+    update_importance,
+)
 
 GAMMA = 0.5  # MNIST's Γ (the valuation is scale-free in Γ; it only sets the uploads' common norm)
 ALPHA = 0.95
@@ -165,8 +172,9 @@ def measure(n: int, dim: int, trial: int, repeats: int, weights: str, naive_budg
 
 def plot(rows: list[dict], path: Path) -> bool:
     try:
-        from fedfair.experiments.report import plot_fig1
         import matplotlib  # noqa: F401
+
+        from fedfair.experiments.report import plot_fig1
     except ImportError:
         print("fig1: matplotlib is not installed; PNG skipped", file=sys.stderr)
         return False

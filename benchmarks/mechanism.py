@@ -14,6 +14,7 @@ Usage: python benchmarks/mechanism.py [--threads T] [--repeats R] [--dim D]
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -94,7 +95,8 @@ def check_agreement(updates: torch.Tensor, weights: torch.Tensor, r: torch.Tenso
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch.set_num_threads (default: all cores)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement; the minimum is reported")
     parser.add_argument("--dim", type=int, default=1_000_000, help="D for the server step")
     parser.add_argument("--exact-dim", type=int, default=100_000, help="D for exact_cgsv")
@@ -107,12 +109,13 @@ def main() -> None:
     check_agreement(small_updates, torch.full((5,), 0.2), small_r)  # also warms up both paths
 
     print(f"\n(a) full server step at D = {args.dim:,} (value, importance, fractions, top-k rewards, encode)")
-    print(f"{'N':>5} {'fedfair s':>10} {'naive s':>10} {'speed-up':>9} {'cpu-time speed-up':>18}   fedfair stages (wall)")
+    print(f"{'N':>5} {'fedfair s':>10} {'naive s':>10} {'speed-up':>9} {'cpu-time speed-up':>18}"
+          "   fedfair stages (wall)")
     for n in (10, 100):
         updates, r = make_round(n, args.dim, seed=n)
         weights = torch.full((n,), 1.0 / n)
-        times = interleaved({"fedfair": lambda: fedfair_step(updates, weights, r),
-                             "naive": lambda: naive_step(updates, weights, r)},
+        times = interleaved({"fedfair": functools.partial(fedfair_step, updates, weights, r),
+                             "naive": functools.partial(naive_step, updates, weights, r)},
                             args.repeats, {"naive": max(1, args.repeats - 1)})
         (ours, ours_cpu), (naive, naive_cpu) = times["fedfair"], times["naive"]
         stages, density, wire_bytes = stage_times(updates, weights, r)
@@ -131,7 +134,7 @@ def main() -> None:
         unit = GAMMA * unit / unit.norm(dim=1, keepdim=True)
         weights = torch.rand(n, generator=g)
         weights /= weights.sum()
-        wall, cpu = best_time(lambda: exact_cgsv(unit, weights), args.repeats)
+        wall, cpu = best_time(functools.partial(exact_cgsv, unit, weights), args.repeats)
         print(f"{n:>5} {wall:>10.3f} {cpu:>10.3f}")
     print("\n" + footer())
 

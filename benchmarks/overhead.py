@@ -72,9 +72,9 @@ def summarise(run: Path) -> dict:
 def dedicated_estimate(repeats: int, batch: int = 32) -> str:
     """cgsv step vs one agent's local work, CPU time, one thread, same process, interleaved."""
     import torch.nn.functional as F
+    from server_step import FedfairStep
 
     from fedfair.models import MnistCNN
-    from server_step import FedfairStep
 
     torch.set_num_threads(1)
     shapes = model_shapes("mnist_cnn")

@@ -45,7 +45,8 @@ def run(config: str, n: int, ranks: int, method: str, rounds: int, out: str, ove
     name = f"scaling_{method}_{n}_{ranks}"
     cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
            "-m", "fedfair.run", "--config", config, f"data.agents={n}", f"run.ranks={ranks}", f"run.rounds={rounds}",
-           f"run.eval_every={rounds + 1000}", f"run.name={name}", f"run.out_dir={out}", "run.progress=false", "run.overwrite=true",
+           f"run.eval_every={rounds + 1000}", f"run.name={name}", f"run.out_dir={out}", "run.progress=false",
+           "run.overwrite=true",
            f"mechanism.method={method}", "comm.timeout_s=1800", *overrides]
     m = run_measured(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
     if m["returncode"] != 0:
@@ -83,7 +84,8 @@ def summarise(folder: Path, rounds: int, ranks: int = 0) -> dict:
             "bytes_per_agent": (med(server, "bytes_up") + med(server, "bytes_down")) / n}
 
 
-HEADER = ("| N | P | method | round ms | train % | mech % | peak PSS MB | peak RSS MB | KB/agent/round | job s | load |\n"
+HEADER = ("| N | P | method | round ms | train % | mech % | peak PSS MB | peak RSS MB | KB/agent/round | job s "
+          "| load |\n"
           "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
 
 

@@ -48,12 +48,22 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ALPHA, BETA, GAMMA, MODELS, describe_split, footer, interleaved, machine_header, make_round, model_shapes  # noqa: E402
+from _common import (  # noqa: E402
+    ALPHA,
+    BETA,
+    GAMMA,
+    MODELS,
+    describe_split,
+    footer,
+    interleaved,
+    machine_header,
+    make_round,
+    model_shapes,
+)
 
 from fedfair.config import Config, MechanismConfig  # noqa: E402
 from fedfair.runtime.wire import WIRE_DTYPE, decode, encode, encode_reward  # noqa: E402
 from fedfair.strategies import REGISTRY, RoundInput, ServerContext  # noqa: E402
-
 
 # ---------------------------------------------------------------- fedfair
 
@@ -136,7 +146,8 @@ def reference_step(gradients_raw, shapes, rs, weights, gamma=GAMMA, alpha=ALPHA,
         ref_add_gradient_updates(aggregated_gradient, gradient, weight=weight)
 
     flat_aggre_grad = ref_flatten(aggregated_gradient)
-    phis = torch.tensor([F.cosine_similarity(ref_flatten(gradient), flat_aggre_grad, 0, 1e-10) for gradient in gradients])
+    phis = torch.tensor([F.cosine_similarity(ref_flatten(gradient), flat_aggre_grad, 0, 1e-10)
+                         for gradient in gradients])
 
     rs = alpha * rs + (1 - alpha) * phis
     rs = torch.clamp(rs, min=1e-3)
@@ -250,8 +261,10 @@ def main(argv: list[str] | None = None) -> None:
         check_agreement(*small, shapes)  # also warms both paths up
         dim = sum(int(torch.Size(s).numel()) for s in shapes)
         print(f"\nD = {dim:,} ({MODELS[key]}: {describe_split(shapes)}); rewards agree with the reference")
-        print(f"{'N':>4} {'fedfair ms':>10} {'(cpu)':>7} {'ref ms':>9} {'(cpu)':>8} {'speed-up':>8} {'cpu speed-up':>12} "
-              f"{'copy ms':>8} {'fedfair ns/elt':>14} {'copy ns/elt':>11} {'copies':>7} {'ref copies':>10} {'wire MB':>8}")
+        print(f"{'N':>4} {'fedfair ms':>10} {'(cpu)':>7} {'ref ms':>9} {'(cpu)':>8} {'speed-up':>8} "
+              f"{'cpu speed-up':>12} "
+              f"{'copy ms':>8} {'fedfair ns/elt':>14} {'copy ns/elt':>11} {'copies':>7} {'ref copies':>10} "
+              f"{'wire MB':>8}")
         for n in args.agents:
             m = measure(n, shapes, args.repeats, args.ref_repeats)
             elements = n * m["dim"]

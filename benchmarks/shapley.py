@@ -49,7 +49,8 @@ def errors(estimate: torch.Tensor, exact: torch.Tensor) -> tuple[float, float]:
     return l1, float((estimate.double() - exact).abs().max())
 
 
-def sampled_stats(unit: torch.Tensor, a: torch.Tensor, exact: torch.Tensor, k: int, trials: int) -> tuple[float, float, float]:
+def sampled_stats(unit: torch.Tensor, a: torch.Tensor, exact: torch.Tensor, k: int,
+                  trials: int) -> tuple[float, float, float]:
     """Mean normalised ℓ1, mean max-abs error and min wall time of sampled_cgsv with k permutations."""
     l1s, maxs, times = [], [], []
     for trial in range(trials):

@@ -17,7 +17,8 @@ For each N, one after the other on an idle box:
   ``per_round_after_first_s`` (rounds 2..R, Ray's start-up and actor creation excluded).
 - **floor**: one SGD step of the same batch through the same model on one core, in CPU time of the
   stepping thread (torch on one thread; CPU time does not count the waits other processes cause, so
-  the floor holds on a loaded box too; the least of 200 steps after warm-up) × the round's steps (3·N) / the cores: no framework can train a round faster on this box.
+  the floor holds on a loaded box too; the least of 200 steps after warm-up) × the round's steps
+  (3·N) / the cores: no framework can train a round faster on this box.
 
 Prints one line per N: fedfair s/round, Flower s/round, Flower / fedfair, the floor, and each over
 the floor. The machine's load average is printed with each line; measure on an idle box.

@@ -85,7 +85,8 @@ def report(result: dict, fedavg: dict | None) -> str:
     ratios = result["ratios"]
     lines = [f"D = {result['dim']:,}; {result['downloads']} downloads ({s['agents']} agents x {s['rounds']} rounds, "
              f"method {s['method']}, beta {s['beta']})",
-             f"{'encoding':>9} {'downloads':>9} {'density min..max':>17} {'bytes/ideal min':>15} {'mean':>8} {'max':>8}"]
+             f"{'encoding':>9} {'downloads':>9} {'density min..max':>17} {'bytes/ideal min':>15} "
+             f"{'mean':>8} {'max':>8}"]
     for encoding, items in sorted(result["by_encoding"].items()):
         r = [x for x, _ in items]
         d = [x for _, x in items]
@@ -108,7 +109,8 @@ def report(result: dict, fedavg: dict | None) -> str:
     if fedavg is not None:
         fs = fedavg["summary"]
         lines.append(f"fedavg run of the same job, measured: bytes_down {fs['bytes_down']:,} "
-                     f"(its bytes_down_dense {fs['bytes_down_dense']:,}); cgsv / fedavg = {down / fs['bytes_down']:.3f}")
+                     f"(its bytes_down_dense {fs['bytes_down_dense']:,}); "
+                     f"cgsv / fedavg = {down / fs['bytes_down']:.3f}")
     return "\n".join(lines)
 
 

@@ -90,7 +90,8 @@ def build_own_model(spec: str, args: dict[str, Any]) -> nn.Module:
     try:
         return cls(**args)
     except Exception as e:
-        raise ValueError(f"train.model = {spec!r}: {cls.__name__}(**{args!r}) failed: {type(e).__name__}: {e}") from None
+        raise ValueError(f"train.model = {spec!r}: {cls.__name__}(**{args!r}) failed: "
+                         f"{type(e).__name__}: {e}") from None
 
 
 class LogSoftmaxOutput(nn.Module):

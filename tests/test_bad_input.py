@@ -21,8 +21,9 @@ DEFAULT = str(ROOT / "configs" / "default.toml")
 WITHOUT_AUDIT = ["data.val_size=0", "mechanism.audit=none"]
 """The default job holds 100 images out for its Shapley audit; cases on other data leave both out."""
 E = "fedfair: error: "
-MECH_KEYS = ("method, alpha, beta, grad_norm, normalize, eps, grad_norm_decay, mask_scope, r_min, standalone_step, qffl_q, cffl_threshold, "
-             "cffl_alpha, eci_permutations, behaviours, valuation, norm_bound, outlier_factor, audit, audit_every, "
+MECH_KEYS = ("method, alpha, beta, grad_norm, normalize, eps, grad_norm_decay, mask_scope, r_min, standalone_step, "
+             "qffl_q, cffl_threshold, cffl_alpha, eci_permutations, behaviours, valuation, norm_bound, "
+             "outlier_factor, audit, audit_every, "
              "fedce, gtg")
 
 # (id, overrides, expected message after 'fedfair: error: '); world size = data.agents + 1 unless given
@@ -100,7 +101,8 @@ OVERRIDES = [
     ("no local work", ["train.local_steps=0"],
      "train.local_steps = 0 is invalid: local_steps or local_epochs must be > 0"),
     ("batch 0", ["train.batch_size=0"], "train.batch_size = 0 is invalid: must be >= 1"),
-    ("unknown mask scope", ["mechanism.mask_scope=row"], "mechanism.mask_scope = 'row' is invalid: one of layer, global"),
+    ("unknown mask scope", ["mechanism.mask_scope=row"],
+     "mechanism.mask_scope = 'row' is invalid: one of layer, global"),
     ("r_min 1", ["mechanism.r_min=1"], "mechanism.r_min = 1.0 is invalid: must be in [0, 1)"),
     ("eval_every 0", ["run.eval_every=0"], "run.eval_every = 0 is invalid: must be >= 1"),
     ("checkpoint_every<0", ["run.checkpoint_every=-1"], "run.checkpoint_every = -1 is invalid: must be >= 0"),
@@ -115,11 +117,13 @@ OVERRIDES = [
     ("unknown model output", ["train.output=probs"], "train.output = 'probs' is invalid: one of log_probs, logits"),
     ("test fraction 1", ["data.test_fraction=1"], "data.test_fraction = 1.0 is invalid: must be in (0, 1)"),
     ("override without =", ["mechanism"], "override 'mechanism' is invalid: expected section.key=value"),
-    ("override too deep", ["a.b.c.d=1"], "override key 'a.b.c.d' is invalid: expected section.key (e.g. mechanism.beta) "
+    ("override too deep", ["a.b.c.d=1"],
+     "override key 'a.b.c.d' is invalid: expected section.key (e.g. mechanism.beta) "
      "or section.table.key (e.g. mechanism.gtg.max_evals)"),
     ("override an unknown table", ["mechanism.foo.bar=1"],
      f"unknown config key mechanism.foo: [mechanism] has {MECH_KEYS}"),
-    ("override a key as a table", ["mechanism.beta.x=1"], "override 'mechanism.beta.x': [mechanism.beta] is not a table"),
+    ("override a key as a table", ["mechanism.beta.x=1"],
+     "override 'mechanism.beta.x': [mechanism.beta] is not a table"),
     ("override a section", ["data=1"], "override key 'data' is invalid: expected section.key (e.g. mechanism.beta) "
      "or section.table.key (e.g. mechanism.gtg.max_evals)"),
     ("model does not fit data", [*WITHOUT_AUDIT, "data.dataset=mnist", "data.data_dir={mnist}"],
@@ -147,7 +151,8 @@ OVERRIDES = [
 # (id, config file text, expected message); {path} is the file's path
 FILES = [
     ("missing config file", None, "config file '{path}' not found"),
-    ("invalid TOML", "[run]\nrounds = = 3\n", "config file '{path}' is not valid TOML: Invalid value (at line 2, column 10)"),
+    ("invalid TOML", "[run]\nrounds = = 3\n",
+     "config file '{path}' is not valid TOML: Invalid value (at line 2, column 10)"),
     ("section not a table", "run = 3\n", "[run] must be a table of keys"),
     ("wrong type in file", "[run]\nrounds = \"ten\"\n", "run.rounds = 'ten' is invalid: expected an integer"),
     ("unknown key in file", "[data]\nagent = 5\n",
@@ -197,7 +202,8 @@ def run_main(monkeypatch, capsys, args: list[str], world: int) -> tuple[int, lis
 @pytest.mark.parametrize("overrides,expected", [c[1:] for c in OVERRIDES], ids=[c[0] for c in OVERRIDES])
 def test_bad_override(overrides, expected, files, monkeypatch, capsys):
     args = [o.format(**files) for o in overrides if not o.startswith("@")]
-    agents = [int(a.split("=")[1]) for a in args if a.startswith("data.agents=") and a.split("=")[1].lstrip("-").isdigit()]
+    agents = [int(a.split("=")[1]) for a in args
+              if a.startswith("data.agents=") and a.split("=")[1].lstrip("-").isdigit()]
     world = next((int(o[7:]) for o in overrides if o.startswith("@world=")), (agents[-1] if agents else 5) + 1)
     code, err = run_main(monkeypatch, capsys, ["--config", DEFAULT, *args], world)
     assert code == 2

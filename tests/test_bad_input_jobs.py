@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hospital_sites import AGENTS, breast_cancer_sites
 
 from fedfair.config import load_config
 from fedfair.runtime.local import run_local
-from hospital_sites import AGENTS, breast_cancer_sites
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "configs" / "default.toml"

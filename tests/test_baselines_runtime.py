@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedfair.experiments.compare import COLUMNS, UNDEFINED, compare, finished, plan
 from fedfair.config import load_config
+from fedfair.experiments.compare import COLUMNS, UNDEFINED, compare, finished, plan
 from fedfair.runtime.wire import SIZE_HEADER_BYTES, encoded_size
 
 ROOT = Path(__file__).resolve().parents[1]

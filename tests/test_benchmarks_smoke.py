@@ -26,9 +26,10 @@ import wire  # noqa: E402
 from _common import interleaved, make_round  # noqa: E402
 
 from fedfair.mechanism import cgsv_approx, exact_cgsv, normalised_error, unit_scales  # noqa: E402
-from fedfair.runtime.wire import HEADER_BYTES, SIZE_HEADER_BYTES, encoded_size  # noqa: E402
+from fedfair.runtime.wire import SIZE_HEADER_BYTES, encoded_size  # noqa: E402
 
-SHAPES = [torch.Size([6, 5]), torch.Size([6]), torch.Size([40]), torch.Size([3])]  # the reference fails on 1-entry tensors
+# the reference fails on 1-entry tensors
+SHAPES = [torch.Size([6, 5]), torch.Size([6]), torch.Size([40]), torch.Size([3])]
 
 
 def test_server_step_reference_agrees_and_measures() -> None:

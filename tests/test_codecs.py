@@ -8,17 +8,34 @@ import struct
 import pytest
 import torch
 
-from fedfair.mechanism import dense_reward, top_k_rewards
+from fedfair.mechanism import top_k_rewards
 from fedfair.runtime.wire import (
     ENCODINGS,
     HEADER_BYTES,
+    _decode_body,
     choose_encoding,
     decode,
-    decode_sparse,
     encode,
     encoded_size,
     read_header,
 )
+
+
+def dense_reward(indices: torch.Tensor, values: torch.Tensor, dim: int) -> torch.Tensor:
+    """The reward as a dense D-vector, built independently of the codec: values at indices, zeros elsewhere."""
+    return torch.zeros(dim, dtype=values.dtype).index_put((indices,), values)
+
+
+def decode_sparse(payload: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(ascending int64 indices, values, dim) as the body decoder that ``decode`` uses reads them;
+    for "dense", its non-zero entries (a dense payload carries no support)."""
+    header, indices, members, values = _decode_body(payload)
+    if header.encoding == "dense":
+        indices = values.nonzero().flatten()
+        return indices, values[indices], header.dim
+    if indices is None:
+        indices = members.nonzero().flatten()
+    return indices, values, header.dim
 
 
 def _sparse(dim: int, k: int, dtype: torch.dtype = torch.float32, seed: int = 0):

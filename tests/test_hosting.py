@@ -130,7 +130,8 @@ def test_training_time_is_the_slowest_ranks_sum_of_its_agents(runs):
         per_rank = {}
         for a in agents:
             if a["round"] == row["round"]:
-                per_rank[hosts[int(a["agent"]) - 1]] = per_rank.get(hosts[int(a["agent"]) - 1], 0.0) + float(a["train_s"])
+                host = hosts[int(a["agent"]) - 1]
+                per_rank[host] = per_rank.get(host, 0.0) + float(a["train_s"])
         assert float(row["train_s"]) == pytest.approx(max(per_rank.values()), rel=1e-4)
         total += float(row["train_s"])
     assert json.loads((tmp / "three" / "summary.json").read_text())["train_s"] == pytest.approx(total, rel=1e-4)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_hosting import AGENTS, ROUNDS, config, rows, summary
 
 from fedfair.runtime.local import run_local
-from test_hosting import AGENTS, ROUNDS, config, rows, summary
 
 BN = ["train.model=own_model:BNNet", "train.model_args={features=64, classes=10, hidden=16}"]
 

@@ -10,9 +10,8 @@ import torch.nn.functional as F
 
 from fedfair.mechanism import (
     cgsv_approx,
-    dense_reward,
     global_k,
-    layer_k,
+    layer_k_rows,
     layer_top_k_rewards,
     magnitude_order,
     reward_fractions,
@@ -21,6 +20,7 @@ from fedfair.mechanism import (
     unit_scales,
     update_importance,
 )
+from fedfair.mechanism.valuation import _rounded
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -37,7 +37,8 @@ def _reference_cgsv(updates: torch.Tensor, weights: torch.Tensor, gamma: float, 
     aggregate = (weights.double()[:, None] * unit).sum(0)
     psi = torch.stack(
         [
-            F.cosine_similarity(row, aggregate, dim=0) if row.norm() > 0 and aggregate.norm() > 0 else torch.tensor(0.0, dtype=torch.float64)
+            F.cosine_similarity(row, aggregate, dim=0) if row.norm() > 0 and aggregate.norm() > 0
+            else torch.tensor(0.0, dtype=torch.float64)
             for row in unit
         ]
     )
@@ -167,11 +168,19 @@ def test_global_k() -> None:
     assert global_k(10**6, torch.tensor([0.4999996], dtype=torch.float64)) == [499_999]
 
 
+def layer_k(layer_sizes: list[int], q_i: float) -> list[int]:
+    """One agent's entry counts, min(ceil(n_l·q_i), n_l − 1), one Python call per tensor: the scalar
+    reference that ``layer_k_rows`` (one array operation) must match."""
+    q = float(q_i)
+    return [max(0, min(_rounded(n * q, ceil=True), n - 1)) for n in layer_sizes]
+
+
 def test_layer_k() -> None:
-    assert layer_k([10, 100, 1, 7], 0.3) == [3, 30, 0, 3]  # 0.3*10 must not ceil to 4
-    assert layer_k([10, 100, 1, 7], 1.0) == [9, 99, 0, 6]  # the n_l - 1 cap
-    assert layer_k([10, 100, 1, 0], 0.0) == [0, 0, 0, 0]
-    assert layer_k([10, 100], 0.011) == [1, 2]
+    for counts in (layer_k, lambda sizes, q_i: layer_k_rows(sizes, torch.tensor([q_i], dtype=torch.float64))[0]):
+        assert counts([10, 100, 1, 7], 0.3) == [3, 30, 0, 3]  # 0.3*10 must not ceil to 4
+        assert counts([10, 100, 1, 7], 1.0) == [9, 99, 0, 6]  # the n_l - 1 cap
+        assert counts([10, 100, 1, 0], 0.0) == [0, 0, 0, 0]
+        assert counts([10, 100], 0.011) == [1, 2]
 
 
 # ---------------------------------------------------------------- top-k rewards
@@ -271,6 +280,11 @@ def test_layer_top_k_rewards_matches_per_layer_brute_force() -> None:
         layer_top_k_rewards(x, [5, 5], q)
 
 
+def dense_reward(indices: torch.Tensor, values: torch.Tensor, dim: int) -> torch.Tensor:
+    """A reward as a dense D-vector: values at indices, zeros elsewhere."""
+    return torch.zeros(dim, dtype=values.dtype).index_put((indices,), values)
+
+
 def test_reward_masks_dispatch_and_dense_reward() -> None:
     x = torch.randn(50, generator=_gen(5))
     q = torch.tensor([1.0, 0.2])
@@ -315,8 +329,6 @@ def test_finite_rows_matches_isfinite_all() -> None:
 
 
 def test_layer_k_rows_equals_layer_k_per_agent() -> None:
-    from fedfair.mechanism import layer_k_rows
-
     sizes = [0, 1, 2, 3, 10, 64, 576, 50_176, 654_000]
     g = _gen(12)
     q = torch.cat([torch.rand(200, generator=g, dtype=torch.float64),

@@ -45,7 +45,7 @@ def test_two_nodes_on_loopback_complete_a_run_through_a_killed_agent(tmp_path):
         for p in nodes:
             if p.poll() is None:
                 p.kill()
-    for p, (out, err) in zip(nodes, outs):
+    for p, (_, err) in zip(nodes, outs):
         assert p.returncode == 0, err[-3000:]
     assert (tmp_path / "fault-fired").exists()
     errors = [line for _, err in outs for line in err.splitlines() if line.startswith("fedfair: error:")]

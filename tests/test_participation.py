@@ -126,7 +126,7 @@ def test_everyone_present_is_exactly_no_mask(method):
         for present in (None, [True] * 4):
             s = make(method, 4)
             s.server_step(round_input(U, 1, present))
-            outs.append(s.server_step(round_input(U, 2, present)) if t == 2 else s.server_step(round_input(U, 1, present)))
+            outs.append(s.server_step(round_input(U, 2 if t == 2 else 1, present)))
         a, b = outs
         for f in ("server_delta", "psi", "r", "q"):
             assert torch.equal(getattr(a, f), getattr(b, f)), f

@@ -66,7 +66,8 @@ def test_csv_output_reads_like_npz_and_a_user_file_can_be_split(tmp_path):
     csv = arrays(csv_out, 2, "csv")
     for a, b in zip(npz, csv):
         assert np.array_equal(a.x, b.x.astype(np.float32)) and np.array_equal(a.y, b.y)
-    party = load_party_data(f"{csv_out}/party_{{agent}}.csv", f"{csv_out}/test.csv", 2, [], val_file=f"{csv_out}/val.csv",
+    party = load_party_data(f"{csv_out}/party_{{agent}}.csv", f"{csv_out}/test.csv", 2, [],
+                            val_file=f"{csv_out}/val.csv",
                             server=True)
     assert party.task.num_train == 20 and len(party.val_indices) == 20
     assert main(["--source", f"{csv_out}/test.csv", "--out", str(tmp_path / "u"), "--agents", "3"]) == 0

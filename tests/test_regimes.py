@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_strategies import inp, make
 
 from fedfair.config import load_config
 from fedfair.data import load_task, make_shards
@@ -22,8 +23,6 @@ from fedfair.models import build_model
 from fedfair.runtime.local import run_local
 from fedfair.runtime.training import LocalTrainer, flatten_parameters
 from fedfair.strategies import importance_audit
-
-from test_strategies import inp, make
 
 ROOT = Path(__file__).resolve().parents[1]
 F64 = torch.float64

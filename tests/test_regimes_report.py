@@ -86,7 +86,8 @@ def test_norm_figure_only_for_runs_that_logged_upload_norms(tmp_path):
     assert regimes.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     assert [p.name for p in (tmp_path / "out").glob("fig_norms_*")] == ["fig_norms_m3cla_lr0.15_clipatG_s0.png"]
     # the same run in float64 gets its own figure instead of overwriting the float32 one
-    fake(tmp_path, "new64", "cgsv", [0.8, 0.85, 0.88], [0.2, 0.5, 0.3], "mechanism.normalize=clip", "train.dtype=float64")
+    fake(tmp_path, "new64", "cgsv", [0.8, 0.85, 0.88], [0.2, 0.5, 0.3], "mechanism.normalize=clip",
+         "train.dtype=float64")
     (tmp_path / "m3cla" / "new64" / "agents.csv").write_text((tmp_path / "m3cla" / "new" / "agents.csv").read_text())
     assert regimes.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     assert sorted(p.name for p in (tmp_path / "out").glob("fig_norms_*")) == [

@@ -105,7 +105,8 @@ def test_sigkilled_agent_and_server_under_torchrun_resume_identically(reference,
     errors = [line for line in p.stderr.splitlines() if line.startswith("fedfair: error:")]
     # the agent's death is reported once, by the server, naming the rank and the round
     assert errors == [f"fedfair: error: agent 2 (rank 2) died in round 5: its connection closed while the server "
-                      f"waited for its upload; last complete checkpoint: round 4 ({tmp_path}/killed/ckpt/round_00000004)"]
+                      "waited for its upload; last complete checkpoint: round 4 "
+                      f"({tmp_path}/killed/ckpt/round_00000004)"]
     resumes = [line for line in p.stderr.splitlines() if line.startswith("fedfair: resuming")]
     assert resumes == [f"fedfair: resuming after round 4 from {tmp_path}/killed/ckpt/round_00000004",
                        f"fedfair: resuming after round 6 from {tmp_path}/killed/ckpt/round_00000006"]
@@ -124,7 +125,8 @@ def test_hung_agent_stops_the_job_with_one_message_then_resume_skips_a_half_writ
     run_dir = tmp_path / "hung"
     ckpt = Checkpointer(config(tmp_path, "hung"), 0)
     assert str(err.value) == (f"rank 0 failed: agent 2 (rank 2) stopped responding in round 3: no upload within "
-                              "comm.timeout_s = 15 s (hung or dead, or just slower: on a loaded machine raise comm.timeout_s); "
+                              "comm.timeout_s = 15 s (hung or dead, or just slower: "
+                              "on a loaded machine raise comm.timeout_s); "
                               f"last complete checkpoint: round 2 ({ckpt.round_dir(2)})")
     assert elapsed < 120
     # the last checkpoint is intact: marker and N + 1 loadable files of round 2

@@ -86,7 +86,8 @@ def test_logged_bytes_equal_encoded_sizes(cgsv_runs):
         assert int(row["bytes_up"]) == 4 * dim  # one float32 row, size fixed by the receive buffer
         total_down += expected
     assert server["summary"]["bytes_down"] == total_down
-    assert server["summary"]["bytes_down_dense"] == ROUNDS * AGENTS * (SIZE_HEADER_BYTES + encoded_size("dense", dim, dim))
+    dense_reward_bytes = SIZE_HEADER_BYTES + encoded_size("dense", dim, dim)
+    assert server["summary"]["bytes_down_dense"] == ROUNDS * AGENTS * dense_reward_bytes
 
 
 def test_each_agent_received_exactly_its_own_rewards(cgsv_runs):

@@ -9,7 +9,6 @@ import torch
 
 from fedfair.config import load_config
 from fedfair.methods import NAMES as METHODS
-from fedfair.mechanism import dense_reward
 from fedfair.strategies import REGISTRY, RoundInput, ServerContext, build_strategy, default_val_size
 from fedfair.strategies.cffl import update_reputation
 from fedfair.strategies.eci import eci_fractions
@@ -39,7 +38,8 @@ def inp(updates, round=1, server=None, agents=None, extras=None, valid=None, lr=
 
 
 def received(step, dim):
-    return [rw.values if rw.indices is None else dense_reward(rw.indices, rw.values, dim) for rw in step.rewards]
+    return [rw.values if rw.indices is None
+            else torch.zeros(dim, dtype=rw.values.dtype).index_put((rw.indices,), rw.values) for rw in step.rewards]
 
 
 U = [[1.0, 0.0, 0.0, 0.0, 2.0, 0.0],

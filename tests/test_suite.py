@@ -25,8 +25,16 @@ from fedfair.experiments.launch import LaunchFailed
 from fedfair.experiments.suite import cli
 from fedfair.experiments.suite.measures import CellResult, auto_valuations, judge, tau_distinct
 from fedfair.experiments.suite.runner import Runner, find_run, make_runner, suite_config
-from fedfair.experiments.suite.scenarios import (PROFILES, SCENARIO_BY_NAME, SCENARIOS, VALUATIONS, SuiteError,
-                                                 SuiteRun, parse_run_name, plan)
+from fedfair.experiments.suite.scenarios import (
+    PROFILES,
+    SCENARIO_BY_NAME,
+    SCENARIOS,
+    VALUATIONS,
+    SuiteError,
+    SuiteRun,
+    parse_run_name,
+    plan,
+)
 from fedfair.experiments.suite.scoreboard import keep, report
 from fedfair.methods import ACCURACY_REFERENCE, REFERENCE
 

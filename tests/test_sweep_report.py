@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from fedfair.config import load_config, to_toml
 from fedfair.experiments import report as rep
 from fedfair.experiments import sweep
 from fedfair.experiments.report.figures import row_style
-from fedfair.config import load_config, to_toml
 from fedfair.runtime.logs import reference_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,12 +141,12 @@ def test_report_figures_or_notice(reported):
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        assert written["figures"] == [] and any("matplotlib" in n for n in written["notes"])
+        assert written.figures == [] and any("matplotlib" in n for n in written.notes)
         return
-    names = {p.name for p in written["figures"]}
+    names = {p.name for p in written.figures}
     for stem in ("fig_r_", "fig_density_", "fig_dist_to_server_", "fig_final_acc_", "fig_loss_vs_beta_"):
         assert any(n.startswith(stem) for n in names), stem
-    for p in written["figures"]:
+    for p in written.figures:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -288,7 +288,7 @@ def test_rho_undefined_is_never_zero_and_missing_references_are_computed(tmp_pat
     assert "| CGSV β=1 | undefined (own undefined) |" in md and "| CGSV β=1 | -12.50 (own -12.50) |" in md
     table2 = md.split("**Table 2")[1].split("**Table 7")[0]
     assert "0.00" not in table2 and "| 0 |" not in table2
-    assert any("late" in n and "computed by the report" in n for n in written["notes"])
+    assert any("late" in n and "computed by the report" in n for n in written.notes)
 
 
 # ------------------------------------------------------------------ Fig. 1 benchmark

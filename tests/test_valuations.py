@@ -175,7 +175,8 @@ def test_gtg_respects_its_evaluation_budget():
 
 def test_gtg_approximates_the_exact_shapley_value_of_a_nonadditive_game():
     rng = np.random.default_rng(7)
-    table = {c: float(len(c) ** 0.5 + 0.1 * rng.random()) for k in range(6) for c in itertools.combinations(range(5), k)}
+    table = {c: float(len(c) ** 0.5 + 0.1 * rng.random())
+             for k in range(6) for c in itertools.combinations(range(5), k)}
     exact = exact_utility_shapley(_game(table), 5)
     phi, _ = gtg_shapley(_game(table), 5, torch.Generator().manual_seed(0), eps=0.0, min_permutations=200)
     assert phi.tolist() == pytest.approx(exact.tolist(), abs=0.02)
@@ -274,8 +275,13 @@ def test_without_the_bound_scaling_pays_under_none_and_the_cap_takes_it_away():
 def test_every_valuation_gives_finite_psi_and_a_distribution_r(valuation):
     d = 12
     w = torch.zeros(d)
-    acc = (lambda v: float(torch.sigmoid(v.double().sum())))  # a smooth stand-in utility of the flat model
-    grad = (lambda v: -torch.ones(d, dtype=torch.float32))   # descent direction: +1 everywhere
+
+    def acc(v: torch.Tensor) -> float:  # a smooth stand-in utility of the flat model
+        return float(torch.sigmoid(v.double().sum()))
+
+    def grad(v: torch.Tensor) -> torch.Tensor:  # descent direction: +1 everywhere
+        return -torch.ones(d, dtype=torch.float32)
+
     s = make(f"mechanism.valuation={valuation}", layer_sizes=[4, 6, 2], accuracy=acc, gradient=grad)
     g = torch.Generator().manual_seed(2)
     for t in range(1, 4):
@@ -329,7 +335,10 @@ def test_the_audit_is_the_exact_shapley_value_of_the_round_game():
     uploads), computed here independently of the audit's code."""
     d = 5
     target = torch.tensor([1.0, 2.0, 0.0, -1.0, 0.5])
-    utility = (lambda v: -float(torch.linalg.vector_norm(v.double() - target.double())))
+
+    def utility(v: torch.Tensor) -> float:
+        return -float(torch.linalg.vector_norm(v.double() - target.double()))
+
     s = make("mechanism.audit=shapley", n=4, dim=d, accuracy=utility, gradient=lambda v: torch.zeros(d))
     g = torch.Generator().manual_seed(5)
     u = torch.randn(4, d, generator=g)
@@ -353,7 +362,8 @@ def test_a_validation_valuation_without_a_validation_set_stops_with_one_line():
         with pytest.raises(ConfigError, match=rf"data.val_size = 0 is invalid: mechanism.valuation = '{v}' "
                                               r"needs the server's validation set"):
             load_config("configs/default.toml", [f"mechanism.valuation={v}", "data.val_size=0", "mechanism.audit=none"])
-    load_config("configs/default.toml", ["mechanism.valuation=fedce", "mechanism.fedce.mode=gradient", "data.val_size=0",
+    load_config("configs/default.toml", ["mechanism.valuation=fedce", "mechanism.fedce.mode=gradient",
+                                         "data.val_size=0",
                                          "mechanism.audit=none"])
     with pytest.raises(ConfigError, match=r"mechanism.audit = 'shapley' needs the server's validation set"):
         load_config("configs/default.toml", ["mechanism.audit=shapley", "data.val_size=0"])

@@ -1,9 +1,18 @@
 """The digits normalisation grid (docs/results/digits_norm.sh) as one Markdown table: per partition,
 normalisation and method. Usage: .venv/bin/python docs/results/digits_norm_table.py [logs/digits-norm]"""
-import json, sys
+import json
+import sys
 from pathlib import Path
+
 import numpy as np
+
 from fedfair.experiments.regimes import kendall_tau
+
+
+def fmt(v: float | None, d: int = 1) -> str:
+    return "–" if v is None else f"{v:.{d}f}"
+
+
 root = Path(sys.argv[1] if len(sys.argv) > 1 else "logs/digits-norm")
 print("| partition | normalize | method | mean acc | min / max acc | server | ρ | ρ_r | τ(r, standalone acc) | r |")
 print("|---|---|---|---|---|---|---|---|---|---|")
@@ -21,7 +30,7 @@ for p in ("uni", "pow", "cla"):
                 alone = acc
             r = s["final_r"]
             tau = None if m == "standalone" or alone is None else kendall_tau(r, alone)
-            fmt = lambda v, d=1: "–" if v is None else f"{v:.{d}f}"
             print(f"| {p} | {n} | {m} | {100*np.mean(acc):.1f} | {100*min(acc):.1f} / {100*max(acc):.1f} | "
                   f"{fmt(None if s.get('server_acc') is None else 100*s['server_acc'])} | {fmt(s.get('rho'))} | "
-                  f"{fmt(s.get('rho_r'))} | {fmt(tau, 2)} | {' / '.join(f'{x:.2f}' for x in r) if m != 'standalone' else '–'} |")
+                  f"{fmt(s.get('rho_r'))} | {fmt(tau, 2)} | "
+                  f"{' / '.join(f'{x:.2f}' for x in r) if m != 'standalone' else '–'} |")

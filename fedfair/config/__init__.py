@@ -5,11 +5,22 @@ Every field has a default and a docstring (the string literal under it). Validat
 ``__post_init__`` so that a bad value stops the job before any process group exists, with one
 line naming the field, the value and what is allowed.
 """
-from .loading import SECTIONS, apply_overrides, from_dict, load_config, to_toml
 from .checks import ConfigError
+from .loading import SECTIONS, apply_overrides, from_dict, load_config, to_toml
 from .mechanism import Behaviour, FedCESettings, GTGSettings, MechanismConfig
-from .sections import (LATER_FIELDS, NOT_FOR_FILES, PAD_DATASETS, CommConfig, Config, Dataset, DataConfig, Partition,
-                       RunConfig, TrainConfig, run_identity)
+from .sections import (
+    LATER_FIELDS,
+    NOT_FOR_FILES,
+    PAD_DATASETS,
+    CommConfig,
+    Config,
+    DataConfig,
+    Dataset,
+    Partition,
+    RunConfig,
+    TrainConfig,
+    run_identity,
+)
 
 __all__ = ["SECTIONS", "apply_overrides", "from_dict", "load_config", "to_toml", "LATER_FIELDS", "NOT_FOR_FILES",
            "PAD_DATASETS", "Behaviour", "CommConfig", "Config", "ConfigError", "Dataset", "DataConfig", "FedCESettings",

@@ -112,7 +112,8 @@ class MechanismConfig:
     """A live audit of the rewards: shapley logs, every audit_every rounds, each agent's exact Shapley value
     of the round's validation accuracy over coalitions of that round's uploads (GTG-Shapley above 12 agents)
     in agents.csv's audit column, and summary.json's audit_tau = Kendall tau of final r (CGSV's r
-    beside a method that does not value uploads) against the cumulative audit value. Needs the server's validation set (data.val_size); not counted in mechanism_s."""
+    beside a method that does not value uploads) against the cumulative audit value. Needs the
+    server's validation set (data.val_size); not counted in mechanism_s."""
     audit_every: int = 10
     """The audit runs in rounds audit_every, 2 audit_every, ... (not tied to the last round, so a run extended
     by a resume audits the same rounds as one run straight through)."""

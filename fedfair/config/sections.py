@@ -277,7 +277,8 @@ class Config:
                "data.val_file", self.data.val_file, f"mechanism.method = {self.mechanism.method!r} values uploads on "
                "the server's validation set: give data.val_file (python -m fedfair.prepare --val-size N writes one)")
         m = self.mechanism
-        wants = [f"mechanism.valuation = {m.valuation!r}"] if valued(m.method) and valuations.needs_validation(m) else []
+        wants = ([f"mechanism.valuation = {m.valuation!r}"] if valued(m.method) and valuations.needs_validation(m)
+                 else [])
         wants += [f"mechanism.audit = {m.audit!r}"] if m.audit != "none" else []
         if wants and not needs_validation(m.method):
             files = self.data.dataset == "files"
@@ -304,7 +305,8 @@ LATER_FIELDS: dict[tuple[str, str], Any] = {
     ("data", "num_classes"): 0, ("train", "model_args"): {}, ("run", "tensorboard"): False,
     ("mechanism", "valuation"): "cosine", ("mechanism", "norm_bound"): "off", ("mechanism", "outlier_factor"): 100.0,
     ("mechanism", "audit"): "none", ("mechanism", "audit_every"): 10,
-    ("mechanism", "fedce"): dataclasses.asdict(FedCESettings()), ("mechanism", "gtg"): dataclasses.asdict(GTGSettings()),
+    ("mechanism", "fedce"): dataclasses.asdict(FedCESettings()),
+    ("mechanism", "gtg"): dataclasses.asdict(GTGSettings()),
     ("train", "output"): "log_probs", ("run", "overwrite"): False,
     ("data", "feature_noise"): [], ("data", "copy_of"): [], ("data", "repeats"): []}
 

@@ -262,7 +262,8 @@ def load_party_data(template: str, test_file: str, agents: int, hosted: list[int
     test = read_file(test_file, "data.test_file", label_column)
     classes = num_classes or int(test.y.max()) + 1
     if test.y.min() < 0 or test.y.max() >= classes:
-        raise FileProblem(f"data.test_file: {test_file!r} holds label {int(test.y.max())}, out of range 0..{classes - 1} "
+        raise FileProblem(f"data.test_file: {test_file!r} holds label {int(test.y.max())}, "
+                          f"out of range 0..{classes - 1} "
                           "(data.num_classes)")
     ref = summarize(test, classes)
     parts, summaries = [], {}

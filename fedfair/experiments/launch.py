@@ -41,7 +41,8 @@ def torchrun_command(run: PlannedRun, python: str = sys.executable) -> list[str]
 
 def local_command(run: PlannedRun) -> list[str]:
     """What the manifest records for a local run (there is no command line: run_local is a call)."""
-    return ["fedfair.runtime.local.run_local", *(["--config", run.config_path] if run.config_path else []), *run.overrides]
+    return ["fedfair.runtime.local.run_local", *(["--config", run.config_path] if run.config_path else []),
+            *run.overrides]
 
 
 def launch_torchrun(run: PlannedRun, out_dir: Path, timeout_s: float) -> None:

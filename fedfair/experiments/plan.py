@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from ..config import NOT_FOR_FILES, Config, ConfigError, load_config
-from ..runtime.logs import reference_key
 from ..methods import METHODS, REFERENCE, needs_validation, uses_beta
+from ..runtime.logs import reference_key
 
 NAMED_KEYS = ("data.dataset", "mechanism.method", "mechanism.beta", "data.partition", "data.agents", "run.seed")
 """Grid keys that always appear in a run's name; other grid keys are appended as -{key}{value}."""
 
-IGNORED_FIELDS = {("run", "progress"), ("run", "resume"), ("run", "overwrite"), ("run", "checkpoint_every"), ("run", "threads"),
-                  ("run", "out_dir"), ("comm", "backend"), ("comm", "timeout_s")}
+IGNORED_FIELDS = {("run", "progress"), ("run", "resume"), ("run", "overwrite"), ("run", "checkpoint_every"),
+                  ("run", "threads"), ("run", "out_dir"), ("comm", "backend"), ("comm", "timeout_s")}
 """Saved-config fields that do not change a run's results: a finished run still counts as complete
 when only these differ from the planned config."""
 

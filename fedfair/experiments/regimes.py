@@ -116,7 +116,8 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     alone = standalone_by_key(runs)
     # FedAvg averages raw updates, so the aggregation settings do not apply: match on data and training
     match = ["setting", "seed", "lr", "lr_decay", "dtype", "cla_pool"]
-    fedavg = {tuple(r[k] for k in match): r["server_acc"] for _, r in runs[runs["method"] == ACCURACY_REFERENCE].iterrows()}
+    fedavg = {tuple(r[k] for k in match): r["server_acc"]
+              for _, r in runs[runs["method"] == ACCURACY_REFERENCE].iterrows()}
     out = []
     for _, row in runs[runs["method"] == "cgsv"].iterrows():
         ref = alone["final_acc"].get(row["reference_key"])
@@ -144,8 +145,8 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 SEED_COLUMNS = {"server_acc": ("server", 1), "fedavg_server": ("FedAvg server", 1), "mean_acc": ("mean acc", 1),
-                "tau_r": ("τ(r, contrib.)", 2), "rho": ("ρ", 1), "rho_r": ("ρ_r", 1), "best_gain": ("best agent vs alone", 1),
-                "worst_gain": ("worst agent vs alone", 1)}
+                "tau_r": ("τ(r, contrib.)", 2), "rho": ("ρ", 1), "rho_r": ("ρ_r", 1),
+                "best_gain": ("best agent vs alone", 1), "worst_gain": ("worst agent vs alone", 1)}
 
 
 def over_seeds(t: pd.DataFrame) -> pd.DataFrame:
@@ -207,8 +208,9 @@ def _regime_cells(r: pd.Series) -> list[str]:
 
 
 def markdown(t: pd.DataFrame) -> str:
-    head = ("| lr (decay) | aggregation | dtype | pool | seed | CGSV acc per agent | server | FedAvg server | standalone | "
-            "final r | r order | τ(r, contrib.) | ρ | ρ_r | best agent vs alone | worst agent vs alone |")
+    head = ("| lr (decay) | aggregation | dtype | pool | seed | CGSV acc per agent | server | FedAvg server "
+            "| standalone | final r | r order | τ(r, contrib.) | ρ | ρ_r | best agent vs alone "
+            "| worst agent vs alone |")
     return _per_setting(t, head, lambda r: _regime_cells(r) + [
         r["acc"], fmt(r["server_acc"]), fmt(r["fedavg_server"]), fmt(r["standalone"]), r["r"], r["r_order"],
         fmt(r["tau_r"], 2), fmt(r["rho"]), fmt(r["rho_r"]), fmt(r["best_gain"]), fmt(r["worst_gain"])])
@@ -243,7 +245,8 @@ def eval_rounds(runs: pd.DataFrame) -> pd.DataFrame:
             gaps = [a - b for a, b in zip(acc, alone_acc)] if alone_acc and len(alone_acc) == len(acc) else None
             s_acc = None if server is None or t not in server.index else server.loc[t]
             out.append({
-                "setting": row["setting"], "lr": row["lr"], "lr_decay": row["lr_decay"], "aggregation": row["aggregation"],
+                "setting": row["setting"], "lr": row["lr"], "lr_decay": row["lr_decay"],
+                "aggregation": row["aggregation"],
                 "dtype": row["dtype"], "cla_pool": row["cla_pool"], "seed": row["seed"], "round": int(t),
                 "server_acc": None if s_acc is None or pd.isna(s_acc) else 100 * float(s_acc),
                 "mean_acc": 100 * float(np.mean(acc)), "tau_r": kendall_tau(g["r"].tolist(), contrib),

@@ -69,7 +69,8 @@ def norm_figure(run: pd.Series, path: Path) -> bool:
         ax.set_xlabel("round", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=6)
-    fig.suptitle(f"{run['setting']}: lr {run['lr']:g}, {run['aggregation']} (CGSV β=1, seed {run['seed']})", fontsize=10)
+    fig.suptitle(f"{run['setting']}: lr {run['lr']:g}, {run['aggregation']} (CGSV β=1, seed {run['seed']})",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -41,10 +41,19 @@ from typing import IO, Any
 
 from ..config import ConfigError
 from ..runtime.logs import atomic_write_text
+
 # the sweep's API in one place: launchers, planning and status (tests and scripts use them from here)
 from .launch import COMMANDS, LAUNCHERS, LOG_DIR, Launcher, torchrun_command  # noqa: F401
-from .plan import (PlannedRun, SweepError, existing_status, expand, parse_grid,  # noqa: F401
-                   reference_warnings, split_values, take_over)
+from .plan import (  # noqa: F401
+    PlannedRun,
+    SweepError,
+    existing_status,
+    expand,
+    parse_grid,
+    reference_warnings,
+    split_values,
+    take_over,
+)
 
 MANIFEST = "sweep.json"
 

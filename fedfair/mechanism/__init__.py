@@ -13,7 +13,6 @@ No process groups, no I/O: the runtime and the strategies call these.
 
 from .masks import (
     SCOPES,
-    dense_reward,
     layer_top_k_rewards,
     magnitude_order,
     reward_masks,
@@ -29,22 +28,21 @@ from .shapley import (
     sampled_shapley,
 )
 from .valuation import (
+    Normalize,
     aggregate_uploads,
-    median_norm,
-    scheduled_bound,
-    out_of_bounds,
-    upload_norms,
     cgsv_approx,
     cosines,
-    Normalize,
     finite_rows,
     global_k,
     grad_norm_at,
-    layer_k,
     layer_k_rows,
+    median_norm,
+    out_of_bounds,
     reward_fractions,
+    scheduled_bound,
     unit_scales,
     update_importance,
+    upload_norms,
     upload_scales,
 )
 
@@ -64,7 +62,6 @@ __all__ = [
     "update_importance",
     "reward_fractions",
     "global_k",
-    "layer_k",
     "layer_k_rows",
     "cosines",
     # masks
@@ -73,7 +70,6 @@ __all__ = [
     "top_k_rewards",
     "layer_top_k_rewards",
     "reward_masks",
-    "dense_reward",
     # shapley
     "MAX_EXACT_AGENTS",
     "exact_cgsv",

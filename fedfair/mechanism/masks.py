@@ -30,7 +30,6 @@ __all__ = [
     "top_k_rewards",
     "layer_top_k_rewards",
     "reward_masks",
-    "dense_reward",
     "SCOPES",
 ]
 
@@ -161,8 +160,8 @@ def layer_top_k_rewards(aggregate: Tensor, layer_sizes: Sequence[int], q: Tensor
     """The reference code's reward: each parameter tensor keeps its own top entries.
 
     The aggregate is the concatenation of the model's flattened parameter tensors, of sizes
-    ``layer_sizes`` in order. In tensor l, agent i keeps ``layer_k(layer_sizes, q_i)[l]`` entries
-    (ceil(n_l·q_i), capped at n_l − 1), the largest magnitudes, ties broken by the lower index.
+    ``layer_sizes`` in order. In tensor l, agent i keeps ``layer_k_rows(layer_sizes, q)[i][l]``
+    entries (ceil(n_l·q_i), capped at n_l − 1), the largest magnitudes, ties broken by the lower index.
     Indices are global (offset by the tensor's start) and ascending.
 
     Each tensor's magnitudes are sorted once (as integer keys, no index bookkeeping), which
@@ -178,7 +177,7 @@ def layer_top_k_rewards(aggregate: Tensor, layer_sizes: Sequence[int], q: Tensor
             f"layer_sizes must be non-negative and sum to the aggregate's length "
             f"{dim}, got sum {sum(sizes)}"
         )
-    ks_per_agent = layer_k_rows(sizes, q)  # = [layer_k(sizes, q_i) for each agent]
+    ks_per_agent = layer_k_rows(sizes, q)
     if not ks_per_agent:
         return []
     keys = _magnitude_keys(aggregate.detach().cpu().abs())
@@ -210,9 +209,3 @@ def reward_masks(
         return layer_top_k_rewards(aggregate, layer_sizes, q)
     raise ValueError(f"unknown mask scope {scope!r}; expected one of {SCOPES}")
 
-
-def dense_reward(indices: Tensor, values: Tensor, dim: int) -> Tensor:
-    """The reward as a dense D-vector: ``values`` at ``indices``, zeros elsewhere."""
-    dense = torch.zeros(dim, dtype=values.dtype, device=values.device)
-    dense[indices] = values
-    return dense

@@ -10,7 +10,7 @@ One server round of the paper (Xu et al., NeurIPS 2021, Algorithm 1), as pure fu
 4. importance is a moving average  r ← α r + (1−α) ψ       (:func:`update_importance`);
 5. the reward fraction is  q_i = tanh(β r_i) / max_j tanh(β r_j)   (:func:`reward_fractions`);
 6. agent i is rewarded with the q_i largest-magnitude share of u_N  (:func:`global_k`,
-   :func:`layer_k` give the entry counts; :mod:`fedfair.mechanism.masks` picks the entries).
+   :func:`layer_k_rows` give the entry counts; :mod:`fedfair.mechanism.masks` picks the entries).
 
 The N×D matrix of uploads is the only large object. It is read three times (row norms,
 aggregate, cosines) and never copied: the rescaling Γ/‖Δw_i‖ is folded into the
@@ -42,7 +42,6 @@ __all__ = [
     "update_importance",
     "reward_fractions",
     "global_k",
-    "layer_k",
     "layer_k_rows",
     "cosines",
 ]
@@ -314,21 +313,14 @@ def global_k(dim: int, q: Tensor) -> list[int]:
     return [min(dim, max(0, _rounded(dim * float(qi), ceil=False))) for qi in q.tolist()]
 
 
-def layer_k(layer_sizes: Sequence[int], q_i: float) -> list[int]:
-    """Entries kept per parameter tensor under the reference code's mask: min(ceil(n_l·q), n_l − 1).
+def layer_k_rows(layer_sizes: Sequence[int], q: Tensor) -> list[list[int]]:
+    """Entries kept per agent i and parameter tensor l under the reference code's mask:
+    k_il = min(ceil(n_l·q_i), n_l − 1), with n_l·q_i within rounding noise of an integer taken
+    as that integer (as :func:`global_k` does).
 
     The cap means no tensor is ever handed over whole, not even to the top agent (q = 1);
-    a one-entry tensor (e.g. a scalar bias) is therefore never shared.
-    """
-    q = float(q_i)
-    return [max(0, min(_rounded(n * q, ceil=True), n - 1)) for n in layer_sizes]
-
-
-def layer_k_rows(layer_sizes: Sequence[int], q: Tensor) -> list[list[int]]:
-    """``[layer_k(layer_sizes, q_i) for q_i in q]``, computed as one float64 array operation.
-
-    The same float64 arithmetic as :func:`layer_k` element by element (n·q, round half to
-    even, the relative slack, ceil, the cap), without a Python call per agent and tensor.
+    a one-entry tensor (e.g. a scalar bias) is therefore never shared. One float64 array
+    operation over agents × tensors, no Python call per pair.
     """
     import numpy as np
 

@@ -26,7 +26,6 @@ import torch
 from ..config import Config
 from ..data import Shard, TaskData
 from ..strategies import Strategy
-from .checkpoint import Checkpointer
 from .training import LocalTrainer, evaluate, flatten_parameters, is_eval_round, point_buffers, point_parameters
 from .transport import AgentTransport
 from .wire import RoundStats, decode, upload_row
@@ -34,7 +33,7 @@ from .wire import RoundStats, decode, upload_row
 
 class Agent:
     def __init__(self, cfg: Config, index: int, task: TaskData, shard: Shard, model: torch.nn.Module,
-                 strategy: Strategy, transport: AgentTransport, checkpointer: Checkpointer | None = None) -> None:
+                 strategy: Strategy, transport: AgentTransport) -> None:
         self.cfg = cfg
         self.index = index  # 1..N
         self.task = task
@@ -44,7 +43,6 @@ class Agent:
         self.buffers = [b.detach().clone() for b in model.buffers()]
         self.strategy = strategy
         self.transport = transport
-        self.checkpointer = checkpointer
         self.generator = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + index)
         # dropout and other global-RNG use: distinct per agent, saved and restored around its work
         self.torch_rng = seeded_rng_state(cfg.run.seed * 7919 + index)
@@ -93,8 +91,8 @@ class Agent:
         self.deactivate()
 
     def finish(self, t: int) -> RoundStats:
-        """Phase 2 of round t: take the own reward (when present), evaluate, checkpoint; returns the
-        round statistics, which the host sends (:meth:`report`) once all its agents have saved."""
+        """Phase 2 of round t: take the own reward (when present), evaluate; returns the round
+        statistics, which the host sends (:meth:`report`) once all its agents are checkpointed."""
         self.activate()
         evaluating = is_eval_round(self.cfg.run, t)
         if self.present and self.strategy.communicates:
@@ -111,15 +109,6 @@ class Agent:
 
     def report(self, stats: RoundStats) -> None:
         self.transport.send_stats(stats.to_tensor())
-
-    def round(self, t: int) -> RoundStats:
-        """One whole round of a lone agent (its rank hosts only it)."""
-        self.upload(t)
-        stats = self.finish(t)
-        if self.checkpointer is not None and self.checkpointer.due(t):
-            self.checkpointer.save_agents(t, {self.index: self.state_dict()})
-        self.report(stats)
-        return stats
 
     def evaluate(self, now: bool) -> tuple[float, float]:
         """(loss, accuracy) of the own model on the common test set, or NaNs when not evaluating."""

@@ -22,8 +22,20 @@ import torch
 import torch.distributed as dist
 
 from ..config import Config
-from ..data.party_files import (COUNTS, PRESENT, RANK, SAMPLES, SHA, TEST_SHA, FileProblem, PartyData, agent_path,
-                          check_summary, load_party_data, summary_path)
+from ..data.party_files import (
+    COUNTS,
+    PRESENT,
+    RANK,
+    SAMPLES,
+    SHA,
+    TEST_SHA,
+    FileProblem,
+    PartyData,
+    agent_path,
+    check_summary,
+    load_party_data,
+    summary_path,
+)
 from .logs import DATA_RECORD, atomic_write_text
 from .placement import hosted_agents
 

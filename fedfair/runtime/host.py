@@ -8,8 +8,6 @@ the round (``run.participation``) skip phase 1 and their reward but still report
 """
 from __future__ import annotations
 
-import torch
-
 from ..config import Config
 from .agent import Agent
 from .checkpoint import Checkpointer
@@ -48,12 +46,10 @@ class Host:
                 # a silent server: every rank times out alike; the first agent's host speaks for them
                 quiet = self.agents[0].index != 1
                 raise RunAborted(f"the server (rank 0) stopped responding in round {t}: agent {e.agent}'s "
-                                 f"{e.what} did not complete within 2 x comm.timeout_s = {2 * self.cfg.comm.timeout_s:g} s",
+                                 f"{e.what} did not complete within 2 x comm.timeout_s = "
+                                 f"{2 * self.cfg.comm.timeout_s:g} s",
                                  quiet=quiet) from None
 
     def load_state_dict(self, states: dict[int, dict]) -> None:
         for agent in self.agents:
             agent.load_state_dict(states[agent.index])
-
-    def models(self) -> dict[int, torch.Tensor]:
-        return {agent.index: agent.w for agent in self.agents}

@@ -284,7 +284,8 @@ def agent_table(summary: dict[str, Any]) -> str:
         return "undefined" if x is None else f"{x:.2f}"
 
     lines.append(f"mean acc {summary['mean_acc']:.3f}  max acc {summary['max_acc']:.3f}  "
-                 f"rho_r {g(summary['rho_r'])}  rho {g(summary['rho']) if summary['rho_available'] else 'n/a (no standalone run)'}")
+                 f"rho_r {g(summary['rho_r'])}  "
+                 f"rho {g(summary['rho']) if summary['rho_available'] else 'n/a (no standalone run)'}")
     ratio = summary["overhead_ratio"]
     lines.append(f"overhead_ratio {'n/a' if ratio is None else f'{ratio:.4f}'}  "
                  f"bytes_down {summary['bytes_down']:,} (dense {summary['bytes_down_dense']:,})  "

@@ -28,9 +28,9 @@ from ..strategies import ServerContext, Strategy, build_strategy, default_val_si
 from ..strategies.valuing import check_valuation
 from . import datafiles, live, runfolder
 from .agent import Agent
-from .checkpoint import CheckpointError, Checkpointer, resume_requested
-from .logs import RunLog, agent_table
+from .checkpoint import Checkpointer, CheckpointError, resume_requested
 from .host import Host
+from .logs import RunLog, agent_table
 from .placement import host_ranks, hosted_agents, world_size_for
 from .runfolder import RunFolderError
 from .server import Server

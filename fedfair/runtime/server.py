@@ -269,7 +269,8 @@ class Server:
 
     def failure_message(self, e: PeerFailure, t: int) -> str:
         if e.kind == "timeout":
-            what = (f"stopped responding in round {t}: no {e.what} within comm.timeout_s = {self.cfg.comm.timeout_s:g} s "
+            what = (f"stopped responding in round {t}: no {e.what} within "
+                    f"comm.timeout_s = {self.cfg.comm.timeout_s:g} s "
                     "(hung or dead, or just slower: on a loaded machine raise comm.timeout_s)")
         else:
             what = f"died in round {t}: its connection closed while the server waited for its {e.what}"

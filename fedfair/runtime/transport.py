@@ -127,6 +127,9 @@ class Ledger:
         self.ctrl = [0] * self.agents
 
 
+CPU = torch.device("cpu")
+
+
 def wire_device(device: torch.device) -> torch.device:
     """Where tensors must sit to be sent: gloo carries host tensors, NCCL the rank's own GPU."""
     return torch.device("cpu") if dist.get_backend() == "gloo" else device
@@ -198,7 +201,7 @@ class AgentTransport:
     """Agent i's end (on its host rank): send its upload and stats to the server, receive its own
     reward; every message tagged i. Counts the bytes agent i sent and received."""
 
-    def __init__(self, timeout_s: float | None = None, device: torch.device = torch.device("cpu"),
+    def __init__(self, timeout_s: float | None = None, device: torch.device = CPU,
                  agent: int = 0) -> None:
         self.wire = wire_device(device)
         self.agent = agent

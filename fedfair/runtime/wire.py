@@ -41,8 +41,8 @@ Layout (all multi-byte fields little-endian; HEADER_BYTES = 24)::
 
 The body is built from byte views of contiguous tensors (no per-entry Python, and indices are
 never cast through floating point), so encoding costs a few passes over k or D entries.
-A dense payload does not record which k entries were kept; ``decode_sparse`` returns its
-non-zero entries, while the header still carries the sender's k for accounting.
+A dense payload does not record which k entries were kept (it decodes to the dense vector, zeros
+included), while the header still carries the sender's k for accounting.
 """
 
 from __future__ import annotations
@@ -76,7 +76,6 @@ __all__ = [
     "choose_encoding",
     "encode",
     "decode",
-    "decode_sparse",
     "read_header",
 ]
 
@@ -251,7 +250,8 @@ def read_header(payload: Tensor) -> RewardHeader:
     if payload.dtype != torch.uint8 or payload.dim() != 1:
         raise ValueError(f"a reward payload is a 1-D uint8 tensor, got {payload.dtype} of shape {tuple(payload.shape)}")
     if payload.numel() < HEADER_BYTES:
-        raise ValueError(f"malformed reward payload: {payload.numel()} bytes, shorter than the {HEADER_BYTES}-byte header")
+        raise ValueError(f"malformed reward payload: {payload.numel()} bytes, "
+                         f"shorter than the {HEADER_BYTES}-byte header")
     magic, version, encoding_id, dtype_code, index_bytes, dim, k = _HEADER.unpack(
         payload[:HEADER_BYTES].numpy().tobytes()
     )
@@ -329,16 +329,6 @@ def decode(payload: Tensor) -> Tensor:
         dense[members] = values
     return dense
 
-
-def decode_sparse(payload: Tensor) -> tuple[Tensor, Tensor, int]:
-    """(ascending int64 indices, values, dim) of a payload; for "dense", its non-zero entries."""
-    header, indices, members, values = _decode_body(payload)
-    if header.encoding == "dense":
-        indices = values.nonzero().flatten()
-        return indices, values[indices], header.dim
-    if indices is None:
-        indices = members.nonzero().flatten()
-    return indices, values.clone(), header.dim
 
 
 # ---------------------------------------------------------------- 3. the round statistics

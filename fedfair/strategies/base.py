@@ -126,7 +126,7 @@ class Strategy(ABC):
     def state_dict(self) -> dict:
         return {}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:  # noqa: B027 (a stateless strategy has nothing to load)
         pass
 
     # --- the registry ---

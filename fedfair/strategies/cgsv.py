@@ -24,8 +24,17 @@ import time
 import torch
 
 from ..config import MechanismConfig
-from ..mechanism import (aggregate_uploads, median_norm, out_of_bounds, reward_fractions, reward_masks,
-                         scheduled_bound, update_importance, upload_norms, upload_scales)
+from ..mechanism import (
+    aggregate_uploads,
+    median_norm,
+    out_of_bounds,
+    reward_fractions,
+    reward_masks,
+    scheduled_bound,
+    update_importance,
+    upload_norms,
+    upload_scales,
+)
 from ..mechanism.valuations import cosine_values
 from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, normalisation
 from .valuing import RoundValues, Valuation, build_valuation

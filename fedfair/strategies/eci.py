@@ -13,10 +13,10 @@ weigh 0 and are null players.
 On the digits default (CLA) this aggregate is weak: Γ-normalisation gives the one-class agent
 a full-norm vote every round, and the server model reaches only about 62% (FedAvg's raw
 updates shrink as an agent fits its shard; CGSV and CFFL down-weight it by valuation).
-Aggregating with ECI's own importance instead (positive accumulated values, normalised) was
-tried and is worse: the validation-accuracy game is coarse, so after two rounds one agent
-held nearly all the weight, the others' marginal contributions became exactly 0 and they
-never recovered (server model stuck near 29%).
+The aggregate still uses data-size weights, not ECI's own importance (positive accumulated
+values, normalised), because the validation-accuracy game is coarse: weighted by importance,
+one agent holds nearly all the weight after two rounds, the others' marginal contributions
+become exactly 0 and never recover, and the server model stays near 29%.
 
 - N ≤ 8: exact Shapley over all 2^N coalitions (``exact_shapley``; 2^N validation passes).
 - N > 8: permutation sampling (``sampled_shapley``, memoised coalitions) with

@@ -8,12 +8,13 @@ Choices (``mechanism.standalone_step``):
 - ``gamma`` (default): after its local work the agent applies its own normalised update,
   w_i ← w_before + Γ·Δw_i / (‖Δw_i‖₂ + ε) (a zero update stays zero): the step the
   mechanism would take if the agent were alone, under the same ``mechanism.normalize``,
-  ``eps`` and Γ schedule as the communicating methods (``normalize = "none"`` is plain SGD). This is what matched the paper's
-  Standalone rows (baselines.md).
+  ``eps`` and Γ schedule as the communicating methods (``normalize = "none"`` is plain SGD). This is
+  what matches the paper's Standalone rows (baselines.md).
 - ``sgd``: plain local SGD, the agent keeps its locally trained model (w_before + Δw_i).
 
-It does not communicate (``communicates = False`` in ``fedfair.methods``): the server receives no upload and sends no reward, so bytes_up and
-bytes_down are 0 and mechanism_s is 0; only the per-round metrics travel (bytes_ctrl).
+It does not communicate (``communicates = False`` in ``fedfair.methods``): the server receives no
+upload and sends no reward, so bytes_up and bytes_down are 0 and mechanism_s is 0; only the
+per-round metrics travel (bytes_ctrl).
 Which step produced a result is recorded in config.toml (``mechanism.standalone_step``) and
 is part of the reference key that other runs match on.
 """

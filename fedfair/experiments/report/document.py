@@ -31,8 +31,20 @@ from typing import Any
 from ...methods import REFERENCE
 from .fig1 import fig1_table, fig1_variant, plot_fig1, read_fig1
 from .figures import make_figures
-from .runs import MISSING, NO_REFERENCE, UNDEFINED, Grid, References, Run, find_runs, grids, local_mean_max, num, \
-    references, rho_of
+from .runs import (
+    MISSING,
+    NO_REFERENCE,
+    UNDEFINED,
+    Grid,
+    References,
+    Run,
+    find_runs,
+    grids,
+    local_mean_max,
+    num,
+    references,
+    rho_of,
+)
 from .tables import build_tables
 
 RUN_FIELDS = ("method", "beta", "dataset", "partition", "agents", "rounds", "seed", "mean_acc", "max_acc",
@@ -56,9 +68,6 @@ class Written:
     csv: list[Path] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-    def __getitem__(self, key: str) -> Any:  # the dict this used to be: written["figures"]
-        return getattr(self, key)
 
 
 def have_matplotlib() -> bool:

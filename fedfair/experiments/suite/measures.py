@@ -15,8 +15,7 @@ import pandas as pd
 
 from ...runtime.logs import atomic_write_text
 from ..report.runs import Run, find_runs, num, rho_of
-from .scenarios import (BASELINES, COSINE, SCENARIO_BY_NAME, VALUATIONS, Scenario, SuiteError,
-                        parse_run_name)
+from .scenarios import BASELINES, COSINE, SCENARIO_BY_NAME, VALUATIONS, Scenario, SuiteError, parse_run_name
 
 TAU_MIN = 0.8            # tau at the middle and last checkpoints
 GAIN_MIN = -0.5          # worst honest gain vs Standalone, points

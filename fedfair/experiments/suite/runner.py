@@ -20,7 +20,7 @@ from typing import Any, Callable, TextIO
 
 from ...config import Config, ConfigError, load_config
 from ...runtime.logs import atomic_write_text
-from ..launch import COMMANDS, LAUNCHERS, LaunchFailed, Launcher
+from ..launch import COMMANDS, LAUNCHERS, Launcher, LaunchFailed
 from ..plan import PlannedRun, finished_status, planned_run
 from .measures import FAILURES, Failure, read_failures, write_failures
 from .scenarios import PROFILES, SCENARIO_BY_NAME, VALUATIONS, SuiteError, SuiteRun, parse_run_name, plan

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from .measures import (FAILURES, CellResult, SuiteRuns, checkpoints, load, write_failures)
+from .measures import FAILURES, CellResult, SuiteRuns, checkpoints, load, write_failures
 from .scenarios import BASELINES, COSINE, SCENARIO_BY_NAME, SCENARIOS, VALUATIONS, SuiteError, parse_run_name
 
 RECORDS = ("config.toml", "summary.json", "agents.csv", "server.csv")

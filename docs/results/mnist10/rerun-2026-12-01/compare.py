@@ -28,7 +28,8 @@ def num(x: str) -> str:
 old = rows(subprocess.run(["git", "show", f"{OLD_REV}:docs/results/mnist10/runs.csv"], cwd=ROOT,
                           check=True, capture_output=True, text=True).stdout)
 new = rows((ROOT / "docs/results/mnist10/runs.csv").read_text())
-print("| run | 11-25 mean (max) | 12-01 mean (max) | Δ mean | 11-25 ρ | 12-01 ρ | 12-01 ρ_r from CGSV's r (own) | 12-01 wall s |")
+print("| run | 11-25 mean (max) | 12-01 mean (max) | Δ mean | 11-25 ρ | 12-01 ρ "
+      "| 12-01 ρ_r from CGSV's r (own) | 12-01 wall s |")
 print("|---|---|---|---|---|---|---|---|")
 for name in sorted(new, key=lambda n: (new[n]["partition"], n)):
     n, o = new[name], old.get(name)
