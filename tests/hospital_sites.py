@@ -1,4 +1,4 @@
-"""Breast-cancer party files for the tests, split by hand (not by fedfair.prepare, which is tested apart)."""
+"""Breast-cancer party files for the tests, split by hand (not by python -m fedfair prepare, which is tested apart)."""
 from __future__ import annotations
 
 from pathlib import Path

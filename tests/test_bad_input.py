@@ -302,10 +302,10 @@ PARTY = [
      "'sites/site_{{agent}}.npz'"),
     ("label noise on party files", 0, [*_party(), "data.label_noise=[0.1]"],
      "data.label_noise = [0.1] is invalid: does not apply to dataset = 'files' (the data is what the parties hold; "
-     "python -m fedfair.prepare splits a data set into such files)"),
+     "python -m fedfair prepare splits a data set into such files)"),
     ("validation method without val_file", 0, [*_party(), "mechanism.method=cffl"],
      "data.val_file = '' is invalid: mechanism.method = 'cffl' values uploads on the server's validation set: give "
-     "data.val_file (python -m fedfair.prepare --val-size N writes one)"),
+     "data.val_file (python -m fedfair prepare --val-size N writes one)"),
     ("own model returns logits", 0, [*_party(), "train.model=own_model:LogitNet",
                                      "train.model_args={{features=30, classes=2}}"],
      "train.model = 'own_model:LogitNet': forward on 8 test samples returned values whose logsumexp over the classes "

@@ -135,7 +135,7 @@ def test_compare_table_files(runs):
 
 
 def test_compare_rejects_an_unknown_method_with_one_line():
-    p = subprocess.run([sys.executable, "-m", "fedfair.compare", "--config", "configs/default.toml",
+    p = subprocess.run([sys.executable, "-m", "fedfair", "compare", "--config", "configs/default.toml",
                         "--methods", "fedavg,nope"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()

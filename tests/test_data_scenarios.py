@@ -226,7 +226,7 @@ def test_config_fields_validated_with_one_line():
          "data.repeats = [1, 1, 1, 1, 1, 1] is invalid: at most one count per agent (5)"),
         (["data.dataset=files", "data.agent_files=s_{agent}.npz", "data.test_file=t.npz", "data.copy_of=[0, 1]"],
          "data.copy_of = [0, 1] is invalid: does not apply to dataset = 'files' (the data is what the parties hold; "
-         "python -m fedfair.prepare splits a data set into such files)"),
+         "python -m fedfair prepare splits a data set into such files)"),
     ]
     for overrides, message in cases:
         with pytest.raises(ConfigError) as e:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fedfair"
-EXPERIMENT_TOOLS = ("fedfair.experiments", "fedfair.sweep", "fedfair.compare", "fedfair.report")
+EXPERIMENT_TOOLS = ("fedfair.experiments", "fedfair.__main__")
 
 
 def module_name(path: Path) -> str:

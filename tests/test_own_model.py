@@ -8,8 +8,7 @@ import torch
 
 from fedfair.config import ConfigError, load_config, to_toml
 from fedfair.data import load_task
-from fedfair.models import build_model
-from fedfair.own_models import MLP
+from fedfair.models import MLP, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,11 +1,11 @@
-"""``python -m fedfair.prepare``: per-party files from a built-in or a user's data set, seeded."""
+"""``python -m fedfair prepare``: per-party files from a built-in or a user's data set, seeded."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from fedfair.data.party_files import load_party_data, read_file
-from fedfair.prepare import main
+from fedfair.data.prepare import main
 
 BREAST_CANCER = (569, 212, 357)  # samples, malignant (0), benign (1): scikit-learn's bundled copy
 

@@ -459,7 +459,7 @@ def read_rows(path: Path) -> dict[str, dict[str, str]]:
 
 def test_the_scoreboard_gives_the_hand_computed_numbers(suite_runs, tmp_path):
     out = tmp_path / "report"
-    written = report([suite_runs], out, "python -m fedfair.experiments.suite report suite --out report")
+    written = report([suite_runs], out, "python -m fedfair suite report suite --out report")
     rows = read_rows(out / "scoreboard.csv")
     assert list(rows) == ["cla5_cosine_s0", "cla5_loo_cosine_s0", "cla5_classwise_s0", "adversaries6_cosine_s0",
                           "symmetry5_cosine_s0", "cla5_cosine_s1"]  # seed, scenario, valuation order
@@ -488,7 +488,7 @@ def test_the_scoreboard_gives_the_hand_computed_numbers(suite_runs, tmp_path):
     assert rows["cla5_cosine_s1"]["holds"] == "true"
 
     md = (out / "scoreboard.md").read_text()
-    assert md.splitlines()[5] == "python -m fedfair.experiments.suite report suite --out report"
+    assert md.splitlines()[5] == "python -m fedfair suite report suite --out report"
     assert "precision float32" in md and "600 training samples per agent" in md and "validation set 1000" in md
     assert "seeds by valuation: cosine: 0, 1; loo_cosine, classwise: 0." in md
     assert "| cosine | ✗ gain (1/2) | ✗ floor | ✗ spread server:n/a | 0/3 | 1/4 | 1.00 | 1.00 |" in md

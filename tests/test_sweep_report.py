@@ -1,4 +1,4 @@
-"""fedfair.sweep and fedfair.report: a tiny real grid through the local launcher, and the rest on fakes.
+"""python -m fedfair sweep and report: a tiny real grid through the local launcher, and the rest on fakes.
 
 One real sweep (digits, 2 agents, 2 rounds: standalone and cgsv β = 1, two runs) is
 shared by the tests that need real run folders; failure, conflict, torchrun command lines and

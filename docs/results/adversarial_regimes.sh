@@ -17,6 +17,6 @@ for n in clip none; do
 done
 # The three normalisations across partitions and the baselines that normalise (digits, 5 agents, default config)
 for p in uni pow cla; do for n in rescale clip none; do
-  nice -n 19 .venv/bin/python -m fedfair.compare --config configs/default.toml --methods standalone,fedavg,dw,eu,cffl,cgsv \
+  nice -n 19 .venv/bin/python -m fedfair compare --config configs/default.toml --methods standalone,fedavg,dw,eu,cffl,cgsv \
     --out-dir logs/digits-norm/$p-$n --reuse data.partition=$p mechanism.normalize=$n comm.timeout_s=900 run.progress=false
 done; done

@@ -7,7 +7,7 @@ set -u
 export OMP_NUM_THREADS=1
 for p in uni pow cla; do for n in rescale clip; do
   m=standalone,dw,eu,cffl,cgsv; [ $n = rescale ] && m=standalone,fedavg,dw,eu,cffl,cgsv
-  nice -n 19 .venv/bin/python -m fedfair.compare --config configs/default.toml --methods $m \
+  nice -n 19 .venv/bin/python -m fedfair compare --config configs/default.toml --methods $m \
     --out-dir logs/digits-norm/$p-$n --reuse data.partition=$p mechanism.normalize=$n comm.timeout_s=900 run.progress=false
 done; done
 .venv/bin/python docs/results/digits_norm_table.py logs/digits-norm

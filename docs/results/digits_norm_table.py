@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedfair.experiments.regimes import kendall_tau
+from fedfair.metrics import kendall_tau
 
 
 def fmt(v: float | None, d: int = 1) -> str:

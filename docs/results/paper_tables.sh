@@ -18,23 +18,23 @@ cfg() { echo "configs/mnist_$1_uni.toml configs/mnist_$1_pow.toml configs/mnist_
 stage() {
   echo "== $(date +%T) $1"
   case "$1" in
-    m5) $py -m fedfair.sweep --config $(cfg 5) --grid mechanism.method=standalone,fedavg,cgsv \
+    m5) $py -m fedfair sweep --config $(cfg 5) --grid mechanism.method=standalone,fedavg,cgsv \
           --grid mechanism.beta=1,2 --out-dir logs/mnist5 $fixed ;;
-    m20) $py -m fedfair.sweep --config $(cfg 20) --grid mechanism.method=standalone,fedavg,cgsv \
+    m20) $py -m fedfair sweep --config $(cfg 20) --grid mechanism.method=standalone,fedavg,cgsv \
           --grid mechanism.beta=1,2 --out-dir logs/mnist20 $fixed run.ranks=3 ;;
     # MNIST-10, every method at beta = 1, CLA first (where r matters most for Tables 7/8); the beta
     # sweep (1.2, 1.5, 2) is stage m10-beta, ECI m10-eci (all three: about 2 h 30 min on 2 cores).
-    m10) $py -m fedfair.sweep --config configs/mnist_10_{cla,pow,uni}.toml \
+    m10) $py -m fedfair sweep --config configs/mnist_10_{cla,pow,uni}.toml \
           --grid mechanism.method=standalone,fedavg,dw,eu,rr,qffl,cffl,cgsv \
           --out-dir logs/mnist10 $fixed run.ranks=3 ;;
-    m10-beta) $py -m fedfair.sweep --config $(cfg 10) --grid mechanism.method=cgsv \
+    m10-beta) $py -m fedfair sweep --config $(cfg 10) --grid mechanism.method=cgsv \
           --grid mechanism.beta=1.2,1.5,2 --out-dir logs/mnist10 $fixed run.ranks=3 ;;
-    m10-eci) $py -m fedfair.sweep --config $(cfg 10) --grid mechanism.method=eci \
+    m10-eci) $py -m fedfair sweep --config $(cfg 10) --grid mechanism.method=eci \
           --out-dir logs/mnist10-eci $fixed run.ranks=3 mechanism.eci_permutations=1 ;;
     # Reports, one per setting (run each once its runs are in)
-    report-m5) $py -m fedfair.report logs/mnist5 --out docs/results/mnist5 --title "MNIST, 5 agents" ;;
-    report-m20) $py -m fedfair.report logs/mnist20 --out docs/results/mnist20 --title "MNIST, 20 agents" ;;
-    report-m10) $py -m fedfair.report logs/mnist10 logs/mnist10-eci --out docs/results/mnist10 \
+    report-m5) $py -m fedfair report logs/mnist5 --out docs/results/mnist5 --title "MNIST, 5 agents" ;;
+    report-m20) $py -m fedfair report logs/mnist20 --out docs/results/mnist20 --title "MNIST, 20 agents" ;;
+    report-m10) $py -m fedfair report logs/mnist10 logs/mnist10-eci --out docs/results/mnist10 \
         --fig1 docs/results/fig1_psi_vs_exact.csv ;;
     # A finished run's records (not its checkpoints) into docs: logs/ is not committed
     keep) for sj in logs/mnist5/*/summary.json logs/mnist20/*/summary.json logs/mnist10/*/summary.json \

@@ -157,7 +157,7 @@ class DataConfig:
         for key in ("label_noise", "val_size", "pool_size", "shard_size", "feature_noise", "copy_of", "repeats"):
             _check(not (files and getattr(self, key)), f"data.{key}", getattr(self, key),
                    "does not apply to dataset = 'files' (the data is what the parties hold; "
-                   "python -m fedfair.prepare splits a data set into such files)")
+                   "python -m fedfair prepare splits a data set into such files)")
         _check(self.image_pad == "model" or self.dataset in PAD_DATASETS, "data.image_pad", self.image_pad,
                f"'data' pads 28x28 images to 32x32, so only for {' or '.join(PAD_DATASETS)} "
                f"(data.dataset is {self.dataset!r})")
@@ -275,7 +275,7 @@ class Config:
                f"at most one behaviour per agent ({n})")
         _check(self.data.dataset != "files" or bool(self.data.val_file) or not needs_validation(self.mechanism.method),
                "data.val_file", self.data.val_file, f"mechanism.method = {self.mechanism.method!r} values uploads on "
-               "the server's validation set: give data.val_file (python -m fedfair.prepare --val-size N writes one)")
+               "the server's validation set: give data.val_file (python -m fedfair prepare --val-size N writes one)")
         m = self.mechanism
         wants = ([f"mechanism.valuation = {m.valuation!r}"] if valued(m.method) and valuations.needs_validation(m)
                  else [])
@@ -286,7 +286,7 @@ class Config:
             _check(have, "data.val_file" if files else "data.val_size",
                    self.data.val_file if files else self.data.val_size,
                    f"{' and '.join(wants)} needs the server's validation set: set "
-                   + ("data.val_file (python -m fedfair.prepare --val-size N writes one)" if files
+                   + ("data.val_file (python -m fedfair prepare --val-size N writes one)" if files
                       else "data.val_size > 0 (e.g. 1000 held-out samples no agent owns)"))
 
     @property

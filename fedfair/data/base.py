@@ -43,7 +43,7 @@ def _as_index_array(idx: Tensor | np.ndarray | Sequence[int]) -> np.ndarray:
 class TaskData:
     """One data set, already split into train/test and normalised, ready for partitioning.
 
-    Images: ``train_x`` is float32 [n, C, H, W]. Tabular (the parties' own files, fedfair.prepare's
+    Images: ``train_x`` is float32 [n, C, H, W]. Tabular (the parties' own files, python -m fedfair prepare's
     scikit-learn sets): float32 [n, features]. Text: a list of 1-D int64 token-id tensors (pad id 0,
     unknown id 1), padded per batch by :meth:`batch`.
     """

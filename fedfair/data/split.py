@@ -1,4 +1,4 @@
-"""Write per-party data files from one data set, for demos and experiments (``python -m fedfair.prepare``).
+"""Write per-party data files from one data set, for demos and experiments (``python -m fedfair prepare``).
 
 The split is the simulator's: the same seeded uni/pow/cla/disjoint partitions and per-agent label noise
 (:func:`fedfair.data.make_shards`), so a files run on the written files sees the shards a

@@ -1,6 +1,6 @@
-"""Compare reward methods side by side: ``python -m fedfair.compare``, a sweep over methods plus a table.
+"""Compare reward methods side by side: ``python -m fedfair compare``, a sweep over methods plus a table.
 
-    python -m fedfair.compare --config configs/default.toml \\
+    python -m fedfair compare --config configs/default.toml \\
         --methods standalone,fedavg,dw,eu,rr,qffl,cffl,eci,cgsv [--out-dir DIR] \\
         [--launcher local|torchrun] [--reuse] [section.key=value ...]
 
@@ -140,15 +140,20 @@ def finished(cfg: Config) -> bool:
 
 
 def compare(config: str | None, methods: list[str], out_dir: str, overrides: list[str],
-            launcher: str = "local", reuse: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            launcher: str = "local", reuse: bool = False,
+            command: list[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run every method (standalone first) and tabulate; returns (rows, per-method run results).
+    ``command`` is the command line recorded in sweep.json and compare.md (default: the equivalent one).
 
     The runs go through a ``Sweep`` (its launchers, manifest and finished-run check); without
     ``reuse`` every method runs again. Raises RuntimeError when a run failed or is in conflict.
     """
     runs = plan_runs(config, methods, out_dir, overrides)
+    if command is None:
+        command = ["python", "-m", "fedfair", "compare", *(["--config", config] if config else []),
+                   "--methods", ",".join(methods), *overrides]
     spec = {"configs": [config], "methods": [r.name for r in runs], "fixed": overrides, "out_dir": out_dir}
-    sweep = Sweep(runs, Path(out_dir), launcher, ["python", "-m", "fedfair.compare", *sys.argv[1:]], spec,
+    sweep = Sweep(runs, Path(out_dir), launcher, command, spec,
                   TIMEOUT_S, prog="fedfair.compare", log=sys.stderr)
     if sweep.run(skip_finished=reuse) != 0:
         bad = sweep.counts().bad
@@ -163,13 +168,13 @@ def compare(config: str | None, methods: list[str], out_dir: str, overrides: lis
               f"beta {c.mechanism.beta:g}, standalone_step {c.mechanism.standalone_step}, "
               f"val_size {c.data.val_size}, launcher {launcher}"
               f"{'; reused earlier runs: ' + ', '.join(reused) if reused else ''}\n\n"
-              f"command: python -m fedfair.compare {' '.join(sys.argv[1:]) if sys.argv[1:] else ''}".rstrip())
+              f"command: {' '.join(command)}")
     write_outputs(out_dir, rows, header)
     return rows, {r.name: r.result for r in runs}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fedfair.compare", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m fedfair compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 2)[2])
     p.add_argument("--config", default=None, help="TOML config file (default: built-in defaults)")
@@ -184,6 +189,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
@@ -197,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with sigterm_interrupts():
         try:
-            compare(args.config, methods, out_dir, args.overrides, args.launcher, args.reuse)
+            compare(args.config, methods, out_dir, args.overrides, args.launcher, args.reuse,
+                    command=["python", "-m", "fedfair", "compare", *argv])
         except KeyboardInterrupt:
             print("fedfair.compare: interrupted; re-run with --reuse to resume", file=sys.stderr)
             return 130

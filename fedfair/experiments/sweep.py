@@ -1,6 +1,6 @@
-"""Run a grid of fedfair jobs one after another: ``python -m fedfair.sweep``.
+"""Run a grid of fedfair jobs one after another: ``python -m fedfair sweep``.
 
-    python -m fedfair.sweep --config configs/mnist_10_uni.toml configs/mnist_10_cla.toml \\
+    python -m fedfair sweep --config configs/mnist_10_uni.toml configs/mnist_10_cla.toml \\
         --grid 'mechanism.method=standalone,fedavg,cgsv' --grid 'mechanism.beta=1,2' \\
         --out-dir logs/mnist10 [--launcher torchrun|local] [--dry-run] [section.key=value ...]
 
@@ -200,7 +200,7 @@ def _summary_line(run_dir: Path) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fedfair.sweep", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m fedfair sweep", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 2)[2])
     p.add_argument("--config", nargs="+", default=None,
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     try:
-        sweep = build(args, ["python", "-m", "fedfair.sweep", *argv])
+        sweep = build(args, ["python", "-m", "fedfair", "sweep", *argv])
     except (SweepError, ConfigError) as e:
         print(f"fedfair.sweep: error: {e}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ Logged: r = the aggregation weights, q = 1 (full download), psi = cos(Δw_i, agg
 
 Accuracy convention (baselines.md): a shared model cannot show the spread of the paper's
 FedAvg rows; those are the accuracy right after each agent's own local training in the last
-round, logged as ``local_acc`` (summary ``final_local_acc``). ``fedfair.compare`` reports
+round, logged as ``local_acc`` (summary ``final_local_acc``). ``python -m fedfair compare`` reports
 both the held model (``test_acc``) and ``local_acc`` columns.
 """
 from __future__ import annotations

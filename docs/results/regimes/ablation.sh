@@ -3,7 +3,7 @@
 # CGSV beta=1 and Standalone, 200 rounds, evaluated every 50; one torchrun job at a time.
 #   docs/results/regimes/ablation.sh [STAGE ...]    (default: every stage, in order of what decides most)
 # Runs go to logs/regimes/<setting>/ (a finished run is skipped, so re-running resumes).
-# Report: python -m fedfair.experiments.regimes docs/results/regimes/runs logs/regimes \
+# Report: python docs/results/regimes/regimes.py docs/results/regimes/runs logs/regimes \
 #           --committed docs/results/regimes --out docs/results/regimes
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
@@ -41,14 +41,14 @@ ranks() { case "$1" in m10cla) echo run.ranks=3 ;; esac; }
 one() {  # setting regime aggregation [extra --grid ...]
   local s=$1 r=$2 a=$3; shift 3
   echo "== $(date +%T) $s $r $a $*"
-  $py -m fedfair.sweep --config "$(config "$s")" --grid mechanism.method=standalone,cgsv \
+  $py -m fedfair sweep --config "$(config "$s")" --grid mechanism.method=standalone,cgsv \
     $(regime "$r" "$(t4lr "$s")") $(agg "$a") "$@" --out-dir "logs/regimes/$s" $fixed $(ranks "$s")
 }
 
 only() {  # method setting regime aggregation [extra --grid ...]: one method instead of the pair
   local m=$1 s=$2 r=$3 a=$4; shift 4
   echo "== $(date +%T) $s $r $a $m $*"
-  $py -m fedfair.sweep --config "$(config "$s")" --grid mechanism.method=$m \
+  $py -m fedfair sweep --config "$(config "$s")" --grid mechanism.method=$m \
     $(regime "$r" "$(t4lr "$s")") $(agg "$a") "$@" --out-dir "logs/regimes/$s" $fixed $(ranks "$s")
 }
 
@@ -68,12 +68,12 @@ stage() {  # a named stage, or one run pair written setting:regime:aggregation (
     capped-ref) one m5cla ref eps --grid data.cla_pool=capped ;;
     capped-cgsv) only cgsv m5cla ref eps --grid data.cla_pool=capped ;;  # the pool alone: CGSV's r and server
     refcfg) for m in standalone cgsv; do  # configs/reference/mnist_5_cla.toml exactly as written
-              $py -m fedfair.sweep --config configs/reference/mnist_5_cla.toml --grid mechanism.method=$m \
+              $py -m fedfair sweep --config configs/reference/mnist_5_cla.toml --grid mechanism.method=$m \
                 --out-dir logs/regimes/refcfg run.progress=false comm.timeout_s=900; done ;;
     capped) one m5cla ref eps --grid data.cla_pool=capped; one m5cla t4 eps --grid data.cla_pool=capped;
             one m5cla t4 clip --grid data.cla_pool=capped ;;
     diag) for rr in "ref eps" "t4 clip"; do set -- $rr  # CGSV again, with agents.csv's upload_norm (same seed: same run)
-            $py -m fedfair.sweep --config configs/mnist_5_cla.toml --grid mechanism.method=cgsv $(regime $1 0.15) \
+            $py -m fedfair sweep --config configs/mnist_5_cla.toml --grid mechanism.method=cgsv $(regime $1 0.15) \
               $(agg $2) --out-dir logs/regimes/m5cla-norms $fixed; done ;;
     seeds) for sd in 1 2; do  # the runs the conclusion rests on, seeds 1 and 2: pairs where IR is read, CGSV alone else
              one m5cla ref eps --grid run.seed=$sd; one m5cla t4 clip --grid run.seed=$sd

@@ -1,4 +1,4 @@
-"""The paper's tables and figures from run folders (``python -m fedfair.report``).
+"""The paper's tables and figures from run folders (``python -m fedfair report``).
 
 runs (reading run folders into table cells), tables, figures, fig1 (the benchmark's figure),
 paper (the paper's numbers, from paper.toml) and document (report.md, the CSVs, the command line).

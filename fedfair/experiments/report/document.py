@@ -1,6 +1,6 @@
-"""Tables and figures in the paper's layout from run folders: ``python -m fedfair.report``.
+"""Tables and figures in the paper's layout from run folders: ``python -m fedfair report``.
 
-    python -m fedfair.report LOGDIR... [--out DIR] [--fig1 CSV] [--title TEXT] [--no-figures]
+    python -m fedfair report LOGDIR... [--out DIR] [--fig1 CSV] [--title TEXT] [--no-figures]
 
 Each LOGDIR is a run folder (it holds summary.json) or a folder searched recursively for them
 (e.g. a sweep's --out-dir). Writes to --out (default: the first LOGDIR):
@@ -198,7 +198,7 @@ def report(paths: list[Path], out: Path, fig1: Path | None = None, title: str | 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m fedfair.report", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="python -m fedfair report", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 2)[2])
     p.add_argument("logdirs", nargs="+", type=Path, help="run folders, or folders holding run folders")
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.logdirs[0]
     try:
         written = report(args.logdirs, out, fig1=args.fig1, title=args.title, figures=not args.no_figures,
-                         command=["python", "-m", "fedfair.report", *argv])
+                         command=["python", "-m", "fedfair", "report", *argv])
     except FileNotFoundError as e:
         print(f"fedfair.report: error: {e}", file=sys.stderr)
         return 2

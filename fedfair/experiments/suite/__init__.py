@@ -1,10 +1,10 @@
 """The fairness suite (issue 29, item 2): every (valuation x scenario x seed) cell with the
 Standalone and FedAvg runs it is measured against, and the scoreboard that says which cells hold.
 
-    python -m fedfair.experiments.suite run --out logs/suite --seeds 0 [--valuations all|auto|a,b]
+    python -m fedfair suite run --out logs/suite --seeds 0 [--valuations all|auto|a,b]
         [--scenarios x,y] [--dataset mnist|digits] [--rounds R] [--launcher torchrun|local] [--dry-run]
-    python -m fedfair.experiments.suite report logs/suite --out docs/results/fairness [--keep]
-    python -m fedfair.experiments.suite keep logs/suite --out docs/results/fairness
+    python -m fedfair suite report logs/suite --out docs/results/fairness [--keep]
+    python -m fedfair suite keep logs/suite --out docs/results/fairness
 
 scenarios (the scenarios, data sets and plan as data), measures (τ over distinct-truth pairs,
 gains, the holds rule), scoreboard (CSV, markdown, figure, rule 5, keep), runner (resumable,

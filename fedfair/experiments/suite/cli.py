@@ -1,4 +1,4 @@
-"""``python -m fedfair.experiments.suite run|report|keep``: the command line of the fairness suite."""
+"""``python -m fedfair suite run|report|keep``: the command line of the fairness suite."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,7 @@ from .runner import POLL_S, make_runner
 from .scenarios import PROFILES, SCENARIO_BY_NAME, VALUATIONS, SuiteError, parse_seeds, pick
 from .scoreboard import keep, report
 
-PROG = "python -m fedfair.experiments.suite"
+PROG = "python -m fedfair suite"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -85,7 +85,7 @@ def run_command(args: argparse.Namespace, argv: list[str]) -> int:
                          running_file=args.running_file, poll_s=args.poll)
     if args.dry_run:
         return runner.dry_run()
-    runner.record_command(["python", "-m", "fedfair.experiments.suite", *argv])
+    runner.record_command([*PROG.split(), *argv])
     with sigterm_interrupts():
         try:
             return runner.run()

@@ -19,7 +19,8 @@ pairs every CGSV run with the Standalone run of the same data, training, seed an
 Contribution order (what "r ordered by contribution" means): on CLA agent i owns c_i classes and
 c grows with i, so the order is the agent index; with label noise it is the clean share, 1 − p_i.
 
-Usage: python -m fedfair.experiments.regimes logs/regimes --out docs/results/regimes
+Usage (from the repository root, fedfair installed):
+    python docs/results/regimes/regimes.py logs/regimes --out docs/results/regimes
 """
 from __future__ import annotations
 
@@ -33,10 +34,10 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+from regimes_figures import norm_figure, r_figure  # the sibling module (this folder is the script's sys.path[0])
 
-from ..methods import ACCURACY_REFERENCE, REFERENCE
-from ..metrics import pearson100
-from .regimes_figures import norm_figure, r_figure
+from fedfair.methods import ACCURACY_REFERENCE, REFERENCE
+from fedfair.metrics import kendall_tau, pearson100
 
 AGG_LABELS = {("rescale", "eps"): "rescale ε=1e-7", ("rescale", "exact"): "rescale ε=0",
               ("rescale", "decay"): "rescale ε=0, Γ decay", ("clip", ""): "clip at Γ", ("none", ""): "none (raw)"}
@@ -84,26 +85,6 @@ def contribution(row: pd.Series) -> list[float]:
     if any(noise):
         return [1.0 - p for p in noise]
     return [float(i) for i in range(1, n + 1)]
-
-
-def kendall_tau(x: list[float], y: list[float]) -> float | None:
-    """Kendall's τ-b between two orderings (None when one side is constant)."""
-    n, concordant, discordant, tx, ty = len(x), 0, 0, 0, 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            a, b = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-            if a == 0 and b == 0:
-                continue
-            if a == 0:
-                tx += 1
-            elif b == 0:
-                ty += 1
-            elif a == b:
-                concordant += 1
-            else:
-                discordant += 1
-    denom = math.sqrt((concordant + discordant + tx) * (concordant + discordant + ty))
-    return None if denom == 0 else (concordant - discordant) / denom
 
 
 def standalone_by_key(runs: pd.DataFrame) -> pd.DataFrame:
@@ -310,7 +291,7 @@ def rounds_with_committed(e: pd.DataFrame, committed: pd.DataFrame) -> pd.DataFr
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fedfair.experiments.regimes", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python docs/results/regimes/regimes.py", description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", type=Path, help="folders holding run folders (searched recursively)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--committed", type=Path, help="a folder with an earlier regimes.csv (and rounds.csv) whose "
@@ -336,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     t.to_csv(args.out / "regimes.csv", index=False)
-    command = "python -m fedfair.experiments.regimes " + " ".join(map(str, args.paths)) + (
+    command = "python docs/results/regimes/regimes.py " + " ".join(map(str, args.paths)) + (
         "" if args.committed is None else f" --committed {args.committed}") + f" --out {args.out}"
     note = "" if not filled else (
         "Standalone references added after the CGSV run's folder was gone (ρ and gains from its accuracies as "

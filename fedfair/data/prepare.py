@@ -1,6 +1,6 @@
-"""``python -m fedfair.prepare``: write per-party data files for a ``data.dataset = "files"`` run.
+"""``python -m fedfair prepare``: write per-party data files for a ``data.dataset = "files"`` run.
 
-    python -m fedfair.prepare --source breast_cancer --agents 4 --partition pow \\
+    python -m fedfair prepare --source breast_cancer --agents 4 --partition pow \\
         --label-noise 0,0,0,0.3 --seed 0 --out sites [--format npz|csv] [--val-size 0]
 
 Splits a built-in data set (fedfair's, or scikit-learn's bundled breast_cancer, wine, iris) or
@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .data import DataError
-from .data.split import SOURCES, load_source, write_parties
+from . import DataError
+from .split import SOURCES, load_source, write_parties
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fedfair.prepare", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m fedfair prepare", description=__doc__.splitlines()[0])
     p.add_argument("--source", required=True, help=f"{', '.join(SOURCES)}, or a .npz (x, y) / .csv file")
     p.add_argument("--out", required=True, help="folder for party_<i>.<format>, test.<format> (and val.<format>)")
     p.add_argument("--agents", type=int, default=4, help="number of parties N (default 4)")
