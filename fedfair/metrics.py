@@ -1,8 +1,13 @@
-"""Fairness and performance metrics (the paper's Sec. 4)."""
+"""Fairness and performance metrics (the paper's Sec. 4), and what "undefined" means for them.
+
+Each statistic over agents is defined here once; every reader of runs (the report, compare, the
+fairness suite, the study scripts) uses these, so they agree on a number and on when it is
+undefined (None: written as null, printed as "undefined", never as 0).
+"""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -31,3 +36,31 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float | None:
     if untied_a == 0 or untied_b == 0:
         return None
     return float((sa * sb).sum()) / math.sqrt(untied_a * untied_b)
+
+
+def num(x: Any) -> float | None:
+    """A finite number, or None (undefined: missing, null, non-numeric, NaN or infinite)."""
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def agent_mean(values: Sequence[Any]) -> float | None:
+    """Mean over agents; undefined when there are none or any agent's value is undefined (an
+    average over the agents that happen to have a value would be another statistic)."""
+    xs = [num(v) for v in values]
+    if not xs or any(x is None for x in xs):
+        return None
+    return sum(xs) / len(xs)  # type: ignore[arg-type]
+
+
+def agent_max(values: Sequence[Any]) -> float | None:
+    """Max over agents; undefined under the same rule as :func:`agent_mean`."""
+    xs = [num(v) for v in values]
+    if not xs or any(x is None for x in xs):
+        return None
+    return max(xs)  # type: ignore[type-var]

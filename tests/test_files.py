@@ -17,6 +17,7 @@ from hospital_sites import AGENTS, breast_cancer_sites
 
 from fedfair.config import load_config
 from fedfair.data.party_files import FileProblem, load_party_data, read_file
+from fedfair.experiments.reference import fill_rho
 from fedfair.runtime.local import run_local
 
 ROUNDS = 4
@@ -137,6 +138,7 @@ def test_a_file_edited_in_place_is_other_data_for_the_fairness_reference(tmp_pat
     short = "run.rounds=2"
     run_local(files_config(tmp_path, sites, "alone", "mechanism.method=standalone", short))
     run_local(files_config(tmp_path, sites, "cgsv", short))
+    assert fill_rho(tmp_path) == [tmp_path / "alone", tmp_path / "cgsv"]  # the experiment layer adds rho
     alone = json.loads((tmp_path / "alone" / "summary.json").read_text())
     same = json.loads((tmp_path / "cgsv" / "summary.json").read_text())
     record = json.loads((tmp_path / "alone" / "data_files.json").read_text())
@@ -149,9 +151,10 @@ def test_a_file_edited_in_place_is_other_data_for_the_fairness_reference(tmp_pat
     x, y = sites["sites"][2]
     np.savez(path, x=x[:-10], y=y[:-10])
     run_local(files_config(tmp_path, sites, "edited", short))
+    assert fill_rho(tmp_path) == []
     edited = json.loads((tmp_path / "edited" / "summary.json").read_text())
     assert edited["reference_key"] != alone["reference_key"]
-    assert not edited["rho_available"] and edited["rho"] is None
+    assert not edited.get("rho_available") and edited.get("rho") is None
     new_key = json.loads(edited["reference_key"])
     assert new_key["data_sha256"]["2"] != key["data_sha256"]["2"]
     assert new_key["data_sha256"]["1"] == key["data_sha256"]["1"]

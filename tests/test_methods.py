@@ -11,7 +11,8 @@ from fedfair import methods
 from fedfair.config import ConfigError, load_config
 from fedfair.experiments.compare import parse_args as compare_args
 from fedfair.experiments.plan import run_name
-from fedfair.experiments.report.runs import Run, grids
+from fedfair.experiments.report.runs import grids
+from fedfair.experiments.runs import Run
 from fedfair.methods import METHODS, NAMES, REFERENCE
 from fedfair.strategies import REGISTRY
 

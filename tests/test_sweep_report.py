@@ -270,7 +270,7 @@ def test_rho_undefined_is_never_zero_and_missing_references_are_computed(tmp_pat
     fake_run(runs, "sa", "standalone", [0.5, 0.7, 0.9], rho=100.0, rho_available=True)
     # finished before the standalone run: the report computes rho from it
     fake_run(runs, "late", "fedavg", [0.6, 0.7, 0.95])
-    # zero variance: undefined, written by the server as null with rho_available true
+    # zero variance: undefined, written as null with rho_available true
     fake_run(runs, "flat", "cgsv", [0.8, 0.8, 0.8], rho_available=True, rho_r=None, rho_r_loss=-12.5,
              rho_r_cgsv=None, rho_r_loss_cgsv=-12.5)
     # another seed's data: no reference at all

@@ -5,8 +5,8 @@
         [--launcher local|torchrun] [--reuse] [section.key=value ...]
 
 Runs the standalone references first, then every other method, on the same data, shards,
-seed, training and test set, into one folder (``<out-dir>/<method>/``), so that every later
-run's server finds the standalone run and writes ``rho`` into its summary.json. Then prints
+seed, training and test set, into one folder (``<out-dir>/<method>/``); ``rho`` against the
+standalone run is written into each run's summary.json (``fedfair.experiments.reference``). Then prints
 the per-method table and writes it to ``<out-dir>/compare.md`` and ``<out-dir>/compare.csv``.
 
 - ``standalone`` is always run first, whether listed or not (it is the fairness reference).
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 import sys
@@ -42,8 +41,10 @@ from typing import Any
 
 from ..config import Config, ConfigError, load_config
 from ..methods import METHODS, NAMES, REFERENCE
-from ..metrics import pearson100
+from ..metrics import agent_max, agent_mean
 from .plan import PlannedRun, finished_status, order_runs, planned_run, shared_val_size
+from .reference import reference_of, references, rho, rho_of
+from .runs import read_run
 from .sweep import MANIFEST, Sweep, sigterm_interrupts
 
 COLUMNS = ["method", "mean_acc", "max_acc", "rho", "rho_r", "local_mean", "local_max", "rho_local",
@@ -67,26 +68,22 @@ def plan(config: str | None, methods: list[str], out_dir: str, overrides: list[s
     return [r.cfg for r in plan_runs(config, methods, out_dir, overrides)]
 
 
-def _mean(xs: list[float | None]) -> float | None:
-    vals = [x for x in xs if x is not None]
-    return sum(vals) / len(vals) if vals and len(vals) == len(xs) else None
-
-
 def table_rows(out_dir: str | Path, methods: list[str]) -> list[dict[str, Any]]:
-    """One row per method from ``<out_dir>/<method>/summary.json`` (None = undefined)."""
+    """One row per method from the run folder ``<out_dir>/<method>`` (None = undefined)."""
     out_dir = Path(out_dir)
-    summaries = {m: json.loads((out_dir / m / "summary.json").read_text()) for m in methods}
-    ref = summaries.get(REFERENCE, {}).get("final_acc")
+    runs = {m: read_run(out_dir / m) for m in methods}
+    by_ref = references(list(runs.values()))
     rows = []
     for m in methods:
-        s = summaries[m]
+        run = runs[m]
+        s, ref = run.summary, reference_of(run, by_ref)
         local = s.get("final_local_acc") or []
-        local_ok = bool(local) and all(x is not None for x in local)
+        local_mean = agent_mean(local)
         rows.append({
             "method": m, "mean_acc": s["mean_acc"], "max_acc": s["max_acc"],
-            "rho": s["rho"] if s.get("rho_available") else None, "rho_r": s["rho_r"],
-            "local_mean": _mean(local) if local_ok else None, "local_max": max(local) if local_ok else None,
-            "rho_local": pearson100(ref, local) if ref is not None and local_ok else None,
+            "rho": rho_of(run, by_ref)[0], "rho_r": s["rho_r"],
+            "local_mean": local_mean, "local_max": agent_max(local),
+            "rho_local": rho(ref.summary["final_acc"], local) if ref is not None and local_mean is not None else None,
             "overhead_ratio": s["overhead_ratio"], "mechanism_s": s["mechanism_s"],
             "bytes_down": s["bytes_down"], "bytes_down_dense": s["bytes_down_dense"], "bytes_up": s["bytes_up"],
             "wall_s": s["wall_s"],

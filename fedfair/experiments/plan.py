@@ -1,4 +1,5 @@
-"""What a sweep will run: grid syntax, run names, the standalone-first order and the check of
+"""What a sweep will run: grid syntax, run names, the order (each reference group's standalone
+run first, so a reader sees references before the runs they serve) and the check of
 run folders that already finished. Shared by ``sweep`` and ``compare`` so both agree on them."""
 from __future__ import annotations
 

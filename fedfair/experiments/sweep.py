@@ -11,8 +11,9 @@ The runs are every config file × every combination of the ``--grid`` values, wi
   ``-{key}{value}`` for any other grid key. β only enters methods that use it (``cgsv``), so
   ``mechanism.beta=1,2`` does not multiply the other methods (they keep the config's β).
 - Order: runs are grouped by what a fairness reference must share (``fedfair.runtime.logs.reference_key``:
-  data, training, seed, rounds, Γ); within a group ``standalone`` runs first, so the server of
-  every later run finds it and writes ``rho`` into its summary.
+  data, training, seed, rounds, Γ); within a group ``standalone`` runs first. After each run the
+  sweep writes ``rho`` into the summary.json of every run in the output folder whose Standalone
+  reference has finished (``fedfair.experiments.reference.fill_rho``).
 - Each run is one torchrun job (default; its output goes to ``<out-dir>/sweep-logs/<name>.log``)
   or, with ``--launcher local``, ``fedfair.runtime.local.run_local`` (all ranks as local processes).
 - A run whose ``summary.json`` exists is complete and skipped, so re-running the same command
@@ -54,6 +55,8 @@ from .plan import (  # noqa: F401
     split_values,
     take_over,
 )
+from .reference import fill_rho
+from .runs import read_run
 
 MANIFEST = "sweep.json"
 
@@ -118,6 +121,8 @@ class Sweep:
                 self.run_one(f"[{i}/{n}] {r.name}", r, launch)
         finally:
             self.write_manifest()
+        for out_dir in dict.fromkeys(r.run_dir.parent for r in self.runs):
+            fill_rho(out_dir)  # runs finished before this sweep started, whose reference finished in it
         counts = self.counts()
         bad = counts.bad
         self.say(f"{self.prog}: {counts.finished}/{n} runs finished, {len(bad)} failed or in conflict"
@@ -154,6 +159,7 @@ class Sweep:
             self.say(f"{head}: FAILED after {r.seconds:.1f} s: {r.error}", error=True)
         else:
             r.status, r.seconds = "done", time.perf_counter() - t0
+            fill_rho(r.run_dir.parent)
             self.say(f"{head}: done in {r.seconds:.1f} s: {_summary_line(r.run_dir)}")
         self.write_manifest()
 
@@ -188,7 +194,7 @@ def _two_places(x: float | None) -> str:
 
 def _summary_line(run_dir: Path) -> str:
     try:
-        s = json.loads((run_dir / "summary.json").read_text())
+        s = read_run(run_dir).summary
     except (OSError, ValueError):
         return "no summary"
     rho = _two_places(s.get("rho")) if s.get("rho_available") else "n/a"

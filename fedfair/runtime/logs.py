@@ -1,8 +1,10 @@
 """Run outputs: logs/<run name>/{config.toml, agents.csv, server.csv, summary.json}.
 
 The server hands this module one row per agent and one for itself every round, and its run
-totals at the end; here they become files, the summary's fairness numbers (ρ, ρ_r) and the
-table printed at the end of a run.
+totals at the end; here they become files, the summary's numbers of this run alone (ρ_r, the
+audit's τ, its ``reference_key``) and the table printed at the end of a run. ρ compares the run
+with another one (its Standalone reference): that is the experiment layer's
+(``fedfair.experiments.reference``), which writes it into summary.json after the run.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..config import Config, run_identity, to_toml
-from ..methods import REFERENCE, valued
+from ..methods import valued
 from ..metrics import kendall_tau, pearson100
 from .live import TensorBoardLog
 
@@ -143,22 +145,6 @@ def recorded_reference_key(cfg: Config) -> str:
     return json.dumps({**json.loads(key), "data_sha256": sha}, sort_keys=True)
 
 
-def find_standalone_reference(cfg: Config, key: str) -> list[float] | None:
-    """Final accuracies of a finished standalone run whose summary holds ``key``
-    (``recorded_reference_key``: the same data and file contents, training, seed and rounds)."""
-    root = Path(cfg.run.out_dir)
-    if not root.is_dir():
-        return None
-    for path in sorted(root.glob("*/summary.json")):
-        try:
-            s = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if s.get("method") == REFERENCE and s.get("reference_key") == key:
-            return s.get("final_acc")
-    return None
-
-
 @dataclass
 class Totals:
     """What summary.json adds up over the rounds (checkpointed, so a resumed run continues them)."""
@@ -198,11 +184,11 @@ def _no_nan(v: Any) -> Any:
 
 
 def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: float) -> dict[str, Any]:
-    """summary.json from the last evaluation round's rows and the run totals.
+    """summary.json from the last evaluation round's rows and the run totals: this run's facts.
 
-    ρ = 100·pearson(standalone accuracies, final accuracies) needs a finished standalone run
-    with the same reference key in the same output folder; ρ_r correlates the final r (and
-    CGSV's r beside a baseline, the paper's appendix) with accuracy and with −(own shard loss).
+    ρ_r correlates the final r (and CGSV's r beside a baseline, the paper's appendix) with
+    accuracy and with −(own shard loss); ``reference_key`` is what a Standalone run must share to
+    be this run's fairness reference (ρ is added by the experiment layer, which compares runs).
     """
     agents = last_eval["agents"]
     final_acc = [r["test_acc"] for r in agents]
@@ -210,7 +196,6 @@ def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: fl
     final_cgsv_r = [r["cgsv_r"] for r in agents]
     neg_loss = [-r["shard_loss"] for r in agents]
     key = recorded_reference_key(cfg)
-    standalone = find_standalone_reference(cfg, key) if cfg.mechanism.method != REFERENCE else final_acc
     t = totals
     summary = {
         "method": cfg.mechanism.method, "dataset": cfg.data.dataset,
@@ -224,8 +209,6 @@ def summarize(cfg: Config, last_eval: dict[str, Any], totals: Totals, wall_s: fl
         "final_shard_loss": [r["shard_loss"] for r in agents],
         "mean_acc": sum(final_acc) / len(final_acc), "max_acc": max(final_acc),
         "server_acc": last_eval["server"]["test_acc"],
-        "rho": pearson100(standalone, final_acc) if standalone is not None else None,
-        "rho_available": standalone is not None,
         "rho_r": pearson100(final_r, final_acc),
         "rho_r_loss": pearson100(final_r, neg_loss),
         "rho_r_cgsv": pearson100(final_cgsv_r, final_acc),
@@ -284,8 +267,7 @@ def agent_table(summary: dict[str, Any]) -> str:
         return "undefined" if x is None else f"{x:.2f}"
 
     lines.append(f"mean acc {summary['mean_acc']:.3f}  max acc {summary['max_acc']:.3f}  "
-                 f"rho_r {g(summary['rho_r'])}  "
-                 f"rho {g(summary['rho']) if summary['rho_available'] else 'n/a (no standalone run)'}")
+                 f"rho_r {g(summary['rho_r'])}")
     ratio = summary["overhead_ratio"]
     lines.append(f"overhead_ratio {'n/a' if ratio is None else f'{ratio:.4f}'}  "
                  f"bytes_down {summary['bytes_down']:,} (dense {summary['bytes_down_dense']:,})  "

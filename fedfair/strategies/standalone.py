@@ -1,7 +1,8 @@
 """Standalone: every agent trains alone for T rounds with the same local work; nothing is sent.
 
 The fairness reference ρ compares every method's final accuracies with these (see
-``fedfair.experiments.sweep``, which runs it first into the same output folder).
+``fedfair.experiments.reference``: a Standalone run in the same output folder with the same
+``reference_key``).
 
 Choices (``mechanism.standalone_step``):
 

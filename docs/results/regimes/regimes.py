@@ -1,6 +1,7 @@
 """The training-regime ablation's table and figures: what each regime does to CGSV's fairness.
 
-Reads run folders (each with config.toml, summary.json, agents.csv) below the given paths,
+Reads run folders (each with config.toml, summary.json, agents.csv) below the given paths
+(``fedfair.experiments.runs.find_runs``; ρ by ``fedfair.experiments.reference.rho``),
 pairs every CGSV run with the Standalone run of the same data, training, seed and step
 (``reference_key``), and writes, per setting:
 
@@ -25,10 +26,8 @@ Usage (from the repository root, fedfair installed):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,8 +35,10 @@ import numpy as np
 import pandas as pd
 from regimes_figures import norm_figure, r_figure  # the sibling module (this folder is the script's sys.path[0])
 
+from fedfair.experiments.reference import rho
+from fedfair.experiments.runs import find_runs
 from fedfair.methods import ACCURACY_REFERENCE, REFERENCE
-from fedfair.metrics import kendall_tau, pearson100
+from fedfair.metrics import kendall_tau
 
 AGG_LABELS = {("rescale", "eps"): "rescale ε=1e-7", ("rescale", "exact"): "rescale ε=0",
               ("rescale", "decay"): "rescale ε=0, Γ decay", ("clip", ""): "clip at Γ", ("none", ""): "none (raw)"}
@@ -46,22 +47,19 @@ AGG_LABELS = {("rescale", "eps"): "rescale ε=1e-7", ("rescale", "exact"): "resc
 def load_runs(paths: list[Path]) -> pd.DataFrame:
     """One row per finished run: its config fields, summary and final r."""
     rows = []
-    for root in paths:
-        for summary_path in sorted(root.rglob("summary.json")):
-            d = summary_path.parent
-            s = json.loads(summary_path.read_text())
-            cfg = tomllib.loads((d / "config.toml").read_text())
-            m, t, data = cfg["mechanism"], cfg["train"], cfg["data"]
-            rows.append({
-                "run": d.name, "dir": str(d), "setting": d.parent.name, "method": s["method"],
-                "partition": data["partition"], "agents": data["agents"], "seed": s["seed"],
-                "label_noise": data.get("label_noise", []), "lr": t["lr"], "lr_decay": t["lr_decay"],
-                "dtype": t.get("dtype", "float32"), "cla_pool": data.get("cla_pool", "full"),
-                "image_pad": data.get("image_pad", "model"), "normalize": m.get("normalize", "rescale"),
-                "eps": m.get("eps", 1e-7), "grad_norm_decay": m.get("grad_norm_decay", 1.0),
-                "final_acc": s["final_acc"], "server_acc": s.get("server_acc"), "final_r": s["final_r"],
-                "rho": s.get("rho"), "rho_r": s.get("rho_r"), "reference_key": s["reference_key"],
-                "wall_s": s.get("wall_s"), "rounds": s["rounds"]})
+    for run in find_runs([p for p in paths if p.exists()]):
+        d, s, cfg = run.path, run.summary, run.config
+        m, t, data = cfg["mechanism"], cfg["train"], cfg["data"]
+        rows.append({
+            "run": d.name, "dir": str(d), "setting": d.parent.name, "method": s["method"],
+            "partition": data["partition"], "agents": data["agents"], "seed": s["seed"],
+            "label_noise": data.get("label_noise", []), "lr": t["lr"], "lr_decay": t["lr_decay"],
+            "dtype": t.get("dtype", "float32"), "cla_pool": data.get("cla_pool", "full"),
+            "image_pad": data.get("image_pad", "model"), "normalize": m.get("normalize", "rescale"),
+            "eps": m.get("eps", 1e-7), "grad_norm_decay": m.get("grad_norm_decay", 1.0),
+            "final_acc": s["final_acc"], "server_acc": s.get("server_acc"), "final_r": s["final_r"],
+            "rho": s.get("rho"), "rho_r": s.get("rho_r"), "reference_key": s["reference_key"],
+            "wall_s": s.get("wall_s"), "rounds": s["rounds"]})
     runs = pd.DataFrame(rows)
     if runs.empty:
         return runs
@@ -116,7 +114,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
             "r": " / ".join(f"{x:.3f}" for x in row["final_r"]),
             "r_order": "<".join(str(i + 1) for i in np.argsort(row["final_r"], kind="stable")),
             "tau_r": kendall_tau(row["final_r"], contrib),
-            "rho": None if ref is None else pearson100(ref, row["final_acc"]),
+            "rho": None if ref is None else rho(ref, row["final_acc"]),
             "rho_r": row["rho_r"],
             "best_gain": None if gaps is None else 100 * gaps[best],
             "worst_gain": None if gaps is None else 100 * min(gaps),
@@ -274,7 +272,7 @@ def with_committed(t: pd.DataFrame, runs: pd.DataFrame, committed: pd.DataFrame)
             gaps = [a - b for a, b in zip(acc, ref["final_acc"])]
             best = int(np.argmax(contribution(ref)))
             row["standalone"] = " / ".join(f"{100 * a:.1f}" for a in ref["final_acc"])
-            row["rho"] = pearson100(ref["final_acc"], acc)
+            row["rho"] = rho(ref["final_acc"], acc)
             row["best_gain"], row["worst_gain"] = 100 * gaps[best], 100 * min(gaps)
             filled.append(row["run"])
         rows.append(row)

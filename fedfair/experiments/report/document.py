@@ -29,22 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from ...methods import REFERENCE
+from ...metrics import num
+from ..reference import NO_REFERENCE, UNDEFINED, References, references, rho_of
+from ..runs import Run, find_runs
 from .fig1 import fig1_table, fig1_variant, plot_fig1, read_fig1
 from .figures import make_figures
-from .runs import (
-    MISSING,
-    NO_REFERENCE,
-    UNDEFINED,
-    Grid,
-    References,
-    Run,
-    find_runs,
-    grids,
-    local_mean_max,
-    num,
-    references,
-    rho_of,
-)
+from .runs import MISSING, Grid, grids, local_mean_max
 from .tables import build_tables
 
 RUN_FIELDS = ("method", "beta", "dataset", "partition", "agents", "rounds", "seed", "mean_acc", "max_acc",

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ...methods import BY_NAME, uses_beta
-from .runs import Grid, Row, Run, num
+from ...metrics import num
+from ..runs import Row, Run
+from .runs import Grid
 
 Figure = tuple[str, str]
 """(caption, file name) of a written figure."""

@@ -1,139 +1,19 @@
-"""Run folders as the report sees them: the finished runs under some paths, grouped into the
-cells of the paper's tables (setting × method row × partition, one run per seed)."""
+"""Runs (read by ``fedfair.experiments.runs``) grouped into the cells of the paper's tables:
+setting × method row × partition, one run per seed."""
 from __future__ import annotations
 
-import csv
-import json
-import math
-import tomllib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from dataclasses import dataclass
 
 import pandas as pd
 
-from ...methods import REFERENCE, row_label, table_rank, uses_beta
-from ...metrics import pearson100
+from ...metrics import agent_max, agent_mean, num
+from ..runs import Row, Run, Setting
 
-UNDEFINED = "undefined"
-NO_REFERENCE = "n/a"
 MISSING = "–"
 PARTITION_ORDER = ("uni", "pow", "cla", "disjoint")
 
 
-class Setting(NamedTuple):
-    """What a report section shares: the data set, the number of agents and of rounds."""
-    dataset: str
-    agents: int
-    rounds: int
-
-
-class Row(NamedTuple):
-    """A table row, in table order: the method's rank in the registry, β (−1 when it has none), the method."""
-    rank: int
-    beta: float
-    method: str
-
-    @property
-    def label(self) -> str:
-        return row_label(self.method, self.beta if self.beta >= 0 else None)
-
-    @property
-    def paper_key(self) -> tuple[str, float | None]:
-        """The key of this row among the paper's numbers: (method, β or None)."""
-        return (self.method, self.beta if uses_beta(self.method) else None)
-
-
-@dataclass
-class Run:
-    """One finished run folder: summary.json, config.toml and (read when a figure needs it) agents.csv."""
-    path: Path
-    summary: dict[str, Any]
-    config: dict[str, Any]
-    _agents: list[dict[str, str]] | None = field(default=None, repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def method(self) -> str:
-        return str(self.summary.get("method"))
-
-    @property
-    def beta(self) -> float | None:
-        b = self.summary.get("beta", self.config.get("mechanism", {}).get("beta"))
-        if b is None:
-            return None
-        return math.inf if b == "inf" else float(b)
-
-    @property
-    def partition(self) -> str:
-        return str(self.summary.get("partition"))
-
-    @property
-    def seed(self) -> int:
-        return int(self.summary.get("seed", self.config.get("run", {}).get("seed", 0)))
-
-    @property
-    def setting(self) -> Setting:
-        s = self.summary
-        return Setting(str(s.get("dataset")), int(s.get("agents", 0)), int(s.get("rounds", 0)))
-
-    @property
-    def row(self) -> Row:
-        m = self.method
-        beta = self.beta if (uses_beta(m) and self.beta is not None) else -1.0
-        return Row(table_rank(m), beta, m)
-
-    def sort_key(self) -> tuple[Setting, Row, str, int, str]:
-        return (self.setting, self.row, self.partition, self.seed, self.name)
-
-    def agents(self) -> list[dict[str, str]]:
-        if self._agents is None:
-            with open(self.path / "agents.csv", newline="") as f:
-                self._agents = list(csv.DictReader(f))
-        return self._agents
-
-
-def find_runs(paths: Iterable[Path], notes: list[str] | None = None) -> list[Run]:
-    """Every finished run (a folder with summary.json) under the given paths, each once."""
-    seen: set[Path] = set()
-    runs: list[Run] = []
-    for p in paths:
-        p = Path(p)
-        if not p.exists():
-            raise FileNotFoundError(f"{p} does not exist")
-        candidates = [p / "summary.json"] if (p / "summary.json").is_file() else sorted(p.rglob("summary.json"))
-        for s in candidates:
-            d = s.parent.resolve()
-            if d in seen:
-                continue
-            seen.add(d)
-            try:
-                summary = json.loads(s.read_text())
-                config = tomllib.loads((s.parent / "config.toml").read_text()) \
-                    if (s.parent / "config.toml").is_file() else {}
-            except (OSError, ValueError) as e:
-                if notes is not None:
-                    notes.append(f"skipped {s.parent}: unreadable ({e})")
-                continue
-            runs.append(Run(s.parent, summary, config))
-    return runs
-
-
 # ------------------------------------------------------------------ numbers of one run
-
-
-def num(x: Any) -> float | None:
-    """A finite number, or None (missing, null, non-numeric, NaN or infinite)."""
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def mean(values: list[float]) -> float:
@@ -141,38 +21,9 @@ def mean(values: list[float]) -> float:
 
 
 def local_mean_max(run: Run) -> tuple[float | None, float | None]:
-    acc = [num(a) for a in run.summary.get("final_local_acc") or []]
-    acc = [a for a in acc if a is not None]
-    return (mean(acc), max(acc)) if acc else (None, None)
-
-
-References = dict[str, Run]
-"""reference_key -> the standalone run that serves as the fairness reference of runs with that key."""
-
-
-def references(runs: list[Run]) -> References:
-    """The first (by folder name) standalone run of every reference key."""
-    by_ref: References = {}
-    for r in sorted(runs, key=lambda r: r.name):
-        if r.method == REFERENCE and r.summary.get("reference_key"):
-            by_ref.setdefault(r.summary["reference_key"], r)
-    return by_ref
-
-
-def rho_of(run: Run, by_ref: References) -> tuple[float | None, str]:
-    """(rho, state): state is 'ok', 'undefined' (zero variance) or 'n/a' (no standalone reference).
-
-    The server writes rho when a standalone run was there before it; otherwise the report
-    computes it from a standalone run with the same reference_key among the runs it loaded.
-    """
-    s = run.summary
-    if s.get("rho_available"):
-        return (num(s.get("rho")), "ok" if num(s.get("rho")) is not None else UNDEFINED)
-    ref = by_ref.get(s.get("reference_key")) if s.get("reference_key") else None
-    if ref is None or not ref.summary.get("final_acc") or not s.get("final_acc"):
-        return None, NO_REFERENCE
-    v = pearson100(ref.summary["final_acc"], s["final_acc"])
-    return v, ("ok" if v is not None else UNDEFINED)
+    """Mean and max over agents of the final local_acc (undefined as in fedfair.metrics)."""
+    acc = run.summary.get("final_local_acc") or []
+    return agent_mean(acc), agent_max(acc)
 
 
 # ------------------------------------------------------------------ the tables' cells

@@ -13,8 +13,9 @@ from typing import Any, Callable
 import pandas as pd
 
 from ...methods import REFERENCE
+from ..reference import NO_REFERENCE, UNDEFINED, References, rho_of
 from .paper import PaperCells, paper_table
-from .runs import MISSING, NO_REFERENCE, UNDEFINED, Cell, Grid, References, local_mean_max, mean, rho_of
+from .runs import MISSING, Cell, Grid, local_mean_max, mean
 
 PAPER_GAP = 3.0
 """Accuracy points between our mean and the paper's beyond which a cell is flagged (†)."""

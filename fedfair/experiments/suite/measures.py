@@ -1,6 +1,6 @@
 """What the suite measures in a cell (valuation x scenario x seed) and whether the cell holds.
 
-Run folders are read with fedfair.experiments.report.runs (``find_runs``; ρ by ``rho_of``, the
+Run folders are read with fedfair.experiments.runs (``find_runs``; ρ by reference.``rho_of``, the
 project's one definition); r at every round comes from agents.csv. Every measure is None when
 it is undefined (a missing baseline, a round the run never reached), never 0.
 """
@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...metrics import num
 from ...runtime.logs import atomic_write_text
-from ..report.runs import Run, find_runs, num, rho_of
+from ..reference import rho_of
+from ..runs import Run, find_runs
 from .scenarios import BASELINES, COSINE, SCENARIO_BY_NAME, VALUATIONS, Scenario, SuiteError, parse_run_name
 
 TAU_MIN = 0.8            # tau at the middle and last checkpoints
