@@ -13,6 +13,7 @@ No process groups, no I/O: the runtime and the strategies call these.
 
 from .masks import (
     SCOPES,
+    Reward,
     layer_top_k_rewards,
     magnitude_order,
     reward_masks,
@@ -66,6 +67,7 @@ __all__ = [
     "cosines",
     # masks
     "SCOPES",
+    "Reward",
     "magnitude_order",
     "top_k_rewards",
     "layer_top_k_rewards",

@@ -8,8 +8,9 @@ Because all agents rank the SAME vector by the SAME key (−|u_N[j]|, j), agent 
 a prefix of one shared order. One partial sort, up to k_max = max_i k_i, therefore serves
 every agent, and a more important agent's reward always contains a less important one's.
 
-A reward is returned as ``(indices, values)``: int64 indices in ascending order (the order the
-wire codecs and scatter-adds want) and the matching entries of u_N.
+A reward is a :class:`Reward` ``(indices, values)``: int64 indices in ascending order (the order
+the wire codecs and scatter-adds want) and the matching entries of u_N; the same type carries a
+dense reward (``indices`` None) for the methods that send whole vectors.
 
 The server does this work on the CPU: selection and index bookkeeping run in numpy on views
 of the tensors (single-threaded, SIMD integer sorts), so the aggregate must be a CPU tensor.
@@ -17,7 +18,7 @@ of the tensors (single-threaded, SIMD integer sorts), so the aggregate must be a
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from torch import Tensor
 from .valuation import global_k, layer_k_rows
 
 __all__ = [
+    "Reward",
     "magnitude_order",
     "top_k_rewards",
     "layer_top_k_rewards",
@@ -35,7 +37,17 @@ __all__ = [
 
 SCOPES = ("global", "layer")
 
-Reward = tuple[Tensor, Tensor]
+
+
+class Reward(NamedTuple):
+    """What agent i downloads: ``values`` at ascending int64 ``indices``, or, with ``indices``
+    None, a dense D-vector. A tuple, so ``indices, values = reward`` reads as the paper's mask."""
+    indices: Tensor | None
+    values: Tensor
+
+    def density(self, dim: int) -> float:
+        return 1.0 if self.indices is None else self.indices.numel() / dim
+
 
 # Below k < dim / _SORT_PREFIX_BELOW, sorting an agent's k indices beats one pass over all dim
 # positions (measured: sorting int64 costs several times a compare-and-compact pass per entry).
@@ -118,7 +130,7 @@ def top_k_rewards(aggregate: Tensor, k: Sequence[int]) -> list[Reward]:
     """Agent i's reward: the k[i] largest-magnitude entries of the aggregate (ties: lower index).
 
     One shared partial sort up to max(k); each agent's set is a prefix of that order.
-    Returns per agent ``(indices ascending int64, aggregate[indices])``.
+    Returns per agent ``Reward(indices ascending int64, aggregate[indices])``.
     """
     _check_aggregate(aggregate)
     dim = aggregate.numel()
@@ -128,7 +140,7 @@ def top_k_rewards(aggregate: Tensor, k: Sequence[int]) -> list[Reward]:
         raise ValueError(f"every k must lie in [0, {dim}], got {bad}")
     order = magnitude_order(aggregate, max(ks, default=0))
     sets = _prefix_index_sets(order, ks, dim)
-    return [(indices, aggregate.index_select(0, indices)) for indices in sets]
+    return [Reward(indices, aggregate.index_select(0, indices)) for indices in sets]
 
 
 def _threshold_members(keys: np.ndarray, ascending: np.ndarray, k: int, out: np.ndarray) -> None:
@@ -193,7 +205,7 @@ def layer_top_k_rewards(aggregate: Tensor, layer_sizes: Sequence[int], q: Tensor
         for (lo, hi, layer_keys, ascending), k in zip(layers, ks):
             _threshold_members(layer_keys, ascending, k, members[lo:hi])
         indices = torch.from_numpy(np.flatnonzero(members))
-        rewards.append((indices, aggregate.index_select(0, indices)))
+        rewards.append(Reward(indices, aggregate.index_select(0, indices)))
     return rewards
 
 

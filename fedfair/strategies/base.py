@@ -18,18 +18,8 @@ from typing import Any, Callable, ClassVar
 import torch
 
 from ..config import MechanismConfig
-from ..mechanism import grad_norm_at, unit_scales
+from ..mechanism import Reward, grad_norm_at, unit_scales
 from ..methods import MethodInfo, info
-
-
-@dataclass
-class Reward:
-    """What agent i downloads: values at ascending indices (indices None = a dense D-vector)."""
-    indices: torch.Tensor | None
-    values: torch.Tensor
-
-    def density(self, dim: int) -> float:
-        return 1.0 if self.indices is None else self.indices.numel() / dim
 
 
 @dataclass

@@ -77,7 +77,7 @@ class CFFL(Strategy):
                 scores[i] = accuracy(inp.server_model + u[i])
         self.c, self.active = update_reputation(self.c, scores, self.active, m.cffl_alpha, self.threshold)
         q = self.c / self.c.max()
-        rewards = [Reward(i, v) for i, v in reward_masks(aggregate, q, m.mask_scope, self.ctx.layer_sizes)]
+        rewards: list[Reward | None] = list(reward_masks(aggregate, q, m.mask_scope, self.ctx.layer_sizes))
         return ServerStep(server_delta=aggregate, rewards=rewards, psi=scores, r=self.c.clone(), q=q)
 
     def state_dict(self) -> dict:

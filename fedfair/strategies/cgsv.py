@@ -105,8 +105,7 @@ class CGSV(Strategy):
         if math.isinf(m.beta):  # no sparsification: everyone (present) gets the full aggregate
             sent = [Reward(None, aggregate) for _ in here]
         else:
-            sent = [Reward(i, v) for i, v in reward_masks(aggregate, q[list(here)] if inp.partial else q,
-                                                          m.mask_scope, self.ctx.layer_sizes)]
+            sent = reward_masks(aggregate, q[list(here)] if inp.partial else q, m.mask_scope, self.ctx.layer_sizes)
         rewards: list[Reward | None] = [None] * self.ctx.agents
         for i, rw in zip(here, sent):
             rewards[i] = rw

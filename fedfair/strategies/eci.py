@@ -84,7 +84,7 @@ class ECI(Strategy):
         phi = self.shapley(inp, weighted)
         self.total = self.total + phi
         q = eci_fractions(self.total)
-        rewards = [Reward(i, v) for i, v in reward_masks(aggregate, q, m.mask_scope, self.ctx.layer_sizes)]
+        rewards: list[Reward | None] = list(reward_masks(aggregate, q, m.mask_scope, self.ctx.layer_sizes))
         return ServerStep(server_delta=aggregate, rewards=rewards, psi=phi, r=self.total.clone(), q=q)
 
     def state_dict(self) -> dict:
