@@ -14,6 +14,11 @@ from ..methods import NAMES as METHOD_NAMES
 from ..methods import needs_validation, valued
 from .checks import _check, _check_choices
 
+Normalize = Literal["rescale", "clip", "none"]
+"""How an upload becomes u_i; the same choices as ``fedfair.mechanism.valuation.Normalize`` (the
+mechanism imports no config, so tests/test_choices.py checks the two agree)."""
+MaskScope = Literal["layer", "global"]
+"""Top-k scope of rewards; the same choices as ``fedfair.mechanism.masks.SCOPES`` (checked likewise)."""
 Behaviour = Literal["honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan"]
 """What an agent does with its update, for experiments (mechanism.behaviours)."""
 
@@ -74,14 +79,14 @@ class MechanismConfig:
     """Altruism degree beta >= 1; inf = no sparsification (every agent gets the full aggregate)."""
     grad_norm: float = 0.5
     """Gamma: every upload is rescaled to this L2 norm before aggregation (see normalize)."""
-    normalize: Literal["rescale", "clip", "none"] = "rescale"
+    normalize: Normalize = "rescale"
     """How an upload becomes u_i: rescale (the paper: u_i = Gamma dw_i / (|dw_i| + eps)), clip
     (u_i = dw_i min(1, Gamma / |dw_i|): magnitude kept up to Gamma) or none (raw dw_i)."""
     eps: float = 1e-7
     """The epsilon of the rescale normaliser (reference code 1e-7; 0 = exact rescaling)."""
     grad_norm_decay: float = 1.0
     """Server step schedule Gamma_t = Gamma * grad_norm_decay^(t-1) (1 = constant Gamma, the paper)."""
-    mask_scope: Literal["layer", "global"] = "layer"
+    mask_scope: MaskScope = "layer"
     """Top-k scope of rewards: layer (reference code, per parameter tensor) or global (paper eq. 5)."""
     r_min: float = 1e-3
     """Lower clamp of the importance coefficients before renormalising (reference code)."""

@@ -19,6 +19,10 @@ from .mechanism import FedCESettings, GTGSettings, MechanismConfig
 
 Dataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "mr", "sst5", "files"]
 Partition = Literal["uni", "pow", "cla", "disjoint"]
+"""The simulator's partitions, written once (fedfair.data.shards.PARTITIONS and the tools read them from here)."""
+ClaPool = Literal["full", "capped"]
+Encoding = Literal["auto", "dense", "index", "bitmap"]
+"""Reward wire encodings: auto plus ``fedfair.runtime.wire.ENCODINGS`` (checked by tests/test_choices.py)."""
 PAD_DATASETS = ("mnist", "fashion_mnist")
 """Data sets whose 28x28 images data.image_pad = "data" pads to 32x32."""
 NOT_FOR_FILES = ("partition", "pool_size", "shard_size", "label_noise", "val_size", "test_fraction", "cla_pool",
@@ -122,7 +126,7 @@ class DataConfig:
     hold out 10% of the training data, at most 1000, recorded in the run's config.toml)."""
     test_fraction: float = 0.2
     """Stratified test fraction for data sets without a test split."""
-    cla_pool: Literal["full", "capped"] = "full"
+    cla_pool: ClaPool = "full"
     """Where CLA draws its shards from: full (all training data not held out) or capped (first a
     random pool of pool_size samples, as the reference code's sample_size_cap = 600*N on MNIST, so
     agents share many samples). No effect on uni/pow, which always draw a pool of pool_size."""
@@ -248,7 +252,7 @@ class CommConfig:
     """auto (NCCL when every rank has its own CUDA device, else gloo), gloo or nccl."""
     timeout_s: float = 120.0
     """Timeout of every collective and point-to-point operation; a silent rank is reported after this."""
-    encoding: Literal["auto", "dense", "index", "bitmap"] = "auto"
+    encoding: Encoding = "auto"
     """Reward wire encoding: auto (smallest per message), dense, index or bitmap."""
 
     def __post_init__(self) -> None:

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from . import DataError
+from .shards import PARTITIONS
 from .split import SOURCES, load_source, write_parties
 
 
@@ -21,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--source", required=True, help=f"{', '.join(SOURCES)}, or a .npz (x, y) / .csv file")
     p.add_argument("--out", required=True, help="folder for party_<i>.<format>, test.<format> (and val.<format>)")
     p.add_argument("--agents", type=int, default=4, help="number of parties N (default 4)")
-    p.add_argument("--partition", choices=("uni", "pow", "cla", "disjoint"), default="uni")
+    p.add_argument("--partition", choices=PARTITIONS, default="uni")
     p.add_argument("--label-noise", default="",
                    help="per-party fractions of random labels, one per party (all --agents of them), e.g. 0,0,0,0.3")
     p.add_argument("--seed", type=int, default=0)

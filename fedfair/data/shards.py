@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, get_args
 
 import numpy as np
 import torch
 
+from ..config.sections import ClaPool, Partition
 from . import partitions
 from .base import TaskData
 from .holding import FeatureNoise, Holding
 
-PARTITIONS = ("uni", "pow", "cla", "disjoint")
-CLA_POOLS = ("full", "capped")
+PARTITIONS: tuple[str, ...] = get_args(Partition)
+CLA_POOLS: tuple[str, ...] = get_args(ClaPool)
 
 
 @dataclass

@@ -18,7 +18,7 @@ of the tensors (single-threaded, SIMD integer sorts), so the aggregate must be a
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Literal, NamedTuple, Sequence, get_args
 
 import numpy as np
 import torch
@@ -35,7 +35,8 @@ __all__ = [
     "SCOPES",
 ]
 
-SCOPES = ("global", "layer")
+MaskScope = Literal["global", "layer"]
+SCOPES: tuple[str, ...] = get_args(MaskScope)
 
 
 

@@ -3,14 +3,16 @@ setting × method row × partition, one run per seed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import pandas as pd
 
+from ...config import Partition
 from ...metrics import agent_max, agent_mean, num
 from ..runs import Row, Run, Setting
 
 MISSING = "–"
-PARTITION_ORDER = ("uni", "pow", "cla", "disjoint")
+PARTITION_ORDER: tuple[str, ...] = get_args(Partition)
 
 
 # ------------------------------------------------------------------ numbers of one run
