@@ -43,8 +43,14 @@ class Decision:
     encodings: list[str]
     mechanism_s: float
     cgsv_r: torch.Tensor | None  # CGSV's importance r (the method's own, or the audit's beside it)
-    upload_norm: torch.Tensor    # N: ‖Δw_i‖ as received (before any normalisation; 0 if rejected)
+    upload_norm: torch.Tensor | None  # N: ‖Δw_i‖ as received (before any normalisation; 0 if rejected)
     audit: torch.Tensor | None   # N: the round's Shapley values of validation accuracy (audit rounds only)
+
+    @classmethod
+    def empty(cls, step: ServerStep) -> Decision:
+        """A round without uploads (a method that does not communicate): nothing valued, sent or timed."""
+        n = len(step.rewards)
+        return cls(step, torch.ones(n, dtype=torch.bool), [None] * n, [None] * n, [""] * n, 0.0, None, None, None)
 
 
 class Server:
@@ -82,14 +88,12 @@ class Server:
         started = time.perf_counter()
         self.transport.ledger.reset()
         self.present = present_agents(self.n, self.cfg.run.participation, self.cfg.run.seed, t)
-        decision = None
-        if self.strategy.communicates:
-            inp = self.receive(t)
-            decision = self.decide(inp)
-            if decision.step.server_delta is not None:
-                self.w.add_(decision.step.server_delta)
-            self.transport.send_rewards(decision.payloads)
-            self.track_agents(decision.sent)
+        decision = self.decide(self.receive(t)) if self.strategy.communicates else Decision.empty(
+            self.strategy.server_step(None))
+        if decision.step.server_delta is not None:
+            self.w.add_(decision.step.server_delta)
+        self.transport.send_rewards(decision.payloads)
+        self.track_agents(decision.sent)
         stats = [RoundStats.from_tensor(row) for row in self.transport.receive_stats()]
         self.account(decision, stats)
         self.write(t, self.agent_rows(t, decision, stats), self.server_row(t, decision, stats, started))
@@ -186,10 +190,10 @@ class Server:
             per_rank[host] = per_rank.get(host, 0.0) + s.train_s
         return max(per_rank.values())
 
-    def account(self, decision: Decision | None, stats: list[RoundStats]) -> None:
+    def account(self, decision: Decision, stats: list[RoundStats]) -> None:
         led, totals = self.transport.ledger, self.totals
-        totals.mechanism_s += decision.mechanism_s if decision is not None else 0.0
-        if decision is not None and not math.isnan(decision.step.valuation_s):
+        totals.mechanism_s += decision.mechanism_s
+        if not math.isnan(decision.step.valuation_s):
             totals.valuation_s += decision.step.valuation_s
             totals.cosine_s += decision.step.cosine_s
         totals.train_s += self.training_time(stats)
@@ -199,41 +203,40 @@ class Server:
         totals.bytes_ctrl += sum(led.ctrl)
         totals.add_agent_bytes(led.up, led.down)
 
-    def agent_rows(self, t: int, decision: Decision | None, stats: list[RoundStats]) -> list[dict[str, Any]]:
+    def agent_rows(self, t: int, decision: Decision, stats: list[RoundStats]) -> list[dict[str, Any]]:
         """agents.csv's rows of round t (logs.AGENT_COLUMNS)."""
-        led, dim = self.transport.ledger, self.dim
+        led, dim, step = self.transport.ledger, self.dim, decision.step
         dists = row_distances(self.agent_models, self.w) if self.agent_models is not None else [math.nan] * self.n
-        step = decision.step if decision is not None else None
         rows = []
         for i, s in enumerate(stats):
-            rw = step.rewards[i] if step is not None else None
+            rw = step.rewards[i]
             here = bool(self.present[i])  # absent: no ψ or q this round (r is carried), no bytes
             rows.append({
                 "round": t, "agent": i + 1,
-                "psi": _at(step.psi if step and here else None, i), "r": _at(step.r if step else None, i),
-                "cgsv_r": _at(decision.cgsv_r if decision else None, i),
-                "q": _at(step.q if step and here else None, i),
-                "audit": _at(decision.audit if decision else None, i),
-                "upload_norm": _at(decision.upload_norm if decision and here else None, i),
+                "psi": _at(step.psi if here else None, i), "r": _at(step.r, i),
+                "cgsv_r": _at(decision.cgsv_r, i),
+                "q": _at(step.q if here else None, i),
+                "audit": _at(decision.audit, i),
+                "upload_norm": _at(decision.upload_norm if here else None, i),
                 "density": rw.density(dim) if rw is not None else 0.0,
                 "k": (dim if rw.indices is None else rw.indices.numel()) if rw is not None else 0,
-                "encoding": decision.encodings[i] if decision else "", "bytes_up": led.up[i],
+                "encoding": decision.encodings[i], "bytes_up": led.up[i],
                 "bytes_down": led.down[i], "bytes_recv": int(s.bytes_recv),
-                "valid": int(bool(decision.valid[i])) if decision else 1, "present": int(here),
+                "valid": int(bool(decision.valid[i])), "present": int(here),
                 "test_acc": s.test_acc, "test_loss": s.test_loss, "local_acc": s.local_acc,
                 "local_loss": s.local_loss, "train_loss": s.train_loss, "shard_loss": s.shard_loss,
                 "dist_to_server": dists[i], "train_s": s.train_s})
         return rows
 
-    def server_row(self, t: int, decision: Decision | None, stats: list[RoundStats], started: float) -> dict[str, Any]:
+    def server_row(self, t: int, decision: Decision, stats: list[RoundStats], started: float) -> dict[str, Any]:
         """server.csv's row of round t (logs.SERVER_COLUMNS), with the server model's test metrics."""
         test_loss, test_acc = self.evaluate(t)
         led = self.transport.ledger
-        rejected = [] if decision is None else [i + 1 for i in range(self.n) if not bool(decision.valid[i])]
+        rejected = [i + 1 for i in range(self.n) if not bool(decision.valid[i])]
         return {"round": t, "test_acc": test_acc, "test_loss": test_loss,
-                "mechanism_s": decision.mechanism_s if decision is not None else 0.0,
-                "valuation_s": decision.step.valuation_s if decision is not None else math.nan,
-                "cosine_s": decision.step.cosine_s if decision is not None else math.nan,
+                "mechanism_s": decision.mechanism_s,
+                "valuation_s": decision.step.valuation_s,
+                "cosine_s": decision.step.cosine_s,
                 "train_s": self.training_time(stats), "round_s": time.perf_counter() - started,
                 "bytes_up": sum(led.up), "bytes_down": sum(led.down), "bytes_down_dense": self.dense_bytes(),
                 "rejected": " ".join(map(str, rejected))}

@@ -30,8 +30,9 @@ from .base import RoundInput, ServerStep, Strategy, normalisation
 class Standalone(Strategy):
     name = "standalone"
 
-    def server_step(self, inp: RoundInput) -> ServerStep:
-        raise RuntimeError("standalone does not communicate: the server has no uploads to act on")
+    def server_step(self, inp: RoundInput | None) -> ServerStep:
+        """The empty decision: the server model stays, nobody receives anything (there are no uploads)."""
+        return ServerStep(server_delta=None, rewards=[None] * self.ctx.agents)
 
     def local_apply(self, w_before: torch.Tensor, delta: torch.Tensor, round: int) -> torch.Tensor:
         m = self.mechanism
