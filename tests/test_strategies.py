@@ -97,6 +97,18 @@ def test_fedavg_reward_is_new_model_minus_the_agents_own():
         torch.testing.assert_close(agents[i] + v, new)
 
 
+def test_fedavg_builds_one_reward_per_model_version():
+    """Agents that hold the server's model share one reward object (built and encoded once);
+    an agent with another model gets its own."""
+    s = make("fedavg")
+    w = torch.zeros(6)
+    same = s.server_step(inp(U, server=w)).rewards
+    assert same[0] is same[1] is same[2]
+    agents = torch.tensor([[0.0] * 6, [1.0] * 6, [0.0] * 6])
+    mixed = s.server_step(inp(U, server=w, agents=agents)).rewards
+    assert mixed[0] is mixed[2] and mixed[1] is not mixed[0]
+
+
 def test_fedavg_ignores_rejected_uploads():
     s = make("fedavg")
     step = s.server_step(inp(U, valid=[True, False, True]))

@@ -135,11 +135,15 @@ class Server:
 
     def encode(self, rewards: list[Reward | None]) -> tuple[list[Reward | None], list[torch.Tensor | None], list[str]]:
         """Each reward in WIRE_DTYPE (a no-op in float32 runs) and as its payload: (sent, payloads,
-        encodings); an absent agent's None stays None (no payload, encoding "")."""
-        sent = [None if rw is None else Reward(rw.indices, rw.values.to(WIRE_DTYPE)) for rw in rewards]
-        encoded = [(None, "") if rw is None else encode_reward(rw.indices, rw.values, self.dim, self.cfg.comm.encoding)
-                   for rw in sent]
-        return sent, [payload for payload, _ in encoded], [encoding for _, encoding in encoded]
+        encodings); an absent agent's None stays None (no payload, encoding ""). A Reward object
+        given to several agents (one model version: FedAvg, q-FFL) is converted and encoded once."""
+        done: dict[int, tuple[Reward, torch.Tensor, str]] = {}
+        for rw in rewards:
+            if rw is not None and id(rw) not in done:
+                wire = Reward(rw.indices, rw.values.to(WIRE_DTYPE))
+                done[id(rw)] = (wire, *encode_reward(wire.indices, wire.values, self.dim, self.cfg.comm.encoding))
+        out = [(None, None, "") if rw is None else done[id(rw)] for rw in rewards]
+        return [s for s, _, _ in out], [p for _, p, _ in out], [e for _, _, e in out]
 
     def cgsv_importance(self, inp: RoundInput, step: ServerStep) -> torch.Tensor | None:
         """CGSV's r for ρ_r: the method's own, or the audit's, valued on the same uploads (not timed)."""

@@ -166,15 +166,23 @@ def model_rewards(inp: RoundInput, steps: torch.Tensor | list[torch.Tensor]) -> 
     """Dense rewards that move agent i to w + steps[i] (w = the server model before the round).
 
     The reward is "the new model minus yours", written as steps[i] + (w - w_i): when agent i
-    already holds w (FedAvg, q-FFL: always, with everyone present), the second term is exactly zero and the agent
-    ends bit-for-bit on the server's new model w + step, as the server does.
+    already holds w (FedAvg, q-FFL: always, with everyone present), the second term is exactly zero
+    and the agent ends bit-for-bit on the server's new model w + step, as the server does. Agents
+    that hold w and are given the same step object share one Reward object, so the reward is built
+    once (and the server encodes it once) per distinct model version, not once per agent.
     """
     rewards: list[Reward | None] = []
+    shared: dict[int, Reward] = {}  # id(step) -> the reward of the agents that already hold w
     for i in range(inp.agent_models.shape[0]):
         if inp.partial and not bool(inp.present[i]):
             rewards.append(None)  # absent: receives nothing; its gap is closed when it is next present
             continue
         gap = inp.server_model - inp.agent_models[i]
         step = steps[i]
-        rewards.append(Reward(None, step.clone() if not bool(gap.any()) else step + gap))
+        if bool(gap.any()):
+            rewards.append(Reward(None, step + gap))
+            continue
+        if id(step) not in shared:
+            shared[id(step)] = Reward(None, step.clone())
+        rewards.append(shared[id(step)])
     return rewards
