@@ -23,8 +23,6 @@ class MethodInfo:
     """Row label in tables and figures; methods that use β get " β=<beta>" appended."""
     order: int
     """Row order in tables: the fairness reference first, the paper's method last."""
-    strategy: str
-    """Its ``Strategy`` class as ``module:Class`` under ``fedfair.strategies``."""
     uses_beta: bool = False
     """``mechanism.beta`` changes what it does: sweeps name and multiply it by β, tables give one row per β."""
     needs_validation: bool = False
@@ -38,15 +36,15 @@ class MethodInfo:
 
 
 METHODS: tuple[MethodInfo, ...] = (
-    MethodInfo("cgsv", "CGSV", 8, "cgsv:CGSV", uses_beta=True, partial=True, valued=True),
-    MethodInfo("standalone", "Standalone", 0, "standalone:Standalone", communicates=False, partial=True),
-    MethodInfo("fedavg", "FedAvg", 1, "fedavg:FedAvg", partial=True),
-    MethodInfo("dw", "DW", 2, "dw:DW", valued=True),
-    MethodInfo("eu", "EU", 3, "eu:EU", valued=True),
-    MethodInfo("rr", "RR", 4, "rr:RoundRobin"),
-    MethodInfo("qffl", "q-FFL", 5, "qffl:QFFL"),
-    MethodInfo("cffl", "CFFL", 6, "cffl:CFFL", needs_validation=True),
-    MethodInfo("eci", "ECI", 7, "eci:ECI", needs_validation=True),
+    MethodInfo("cgsv", "CGSV", 8, uses_beta=True, partial=True, valued=True),
+    MethodInfo("standalone", "Standalone", 0, communicates=False, partial=True),
+    MethodInfo("fedavg", "FedAvg", 1, partial=True),
+    MethodInfo("dw", "DW", 2, valued=True),
+    MethodInfo("eu", "EU", 3, valued=True),
+    MethodInfo("rr", "RR", 4),
+    MethodInfo("qffl", "q-FFL", 5),
+    MethodInfo("cffl", "CFFL", 6, needs_validation=True),
+    MethodInfo("eci", "ECI", 7, needs_validation=True),
 )
 """Every method, in the order messages list them (the paper's first, then the baselines)."""
 

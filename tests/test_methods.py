@@ -74,9 +74,10 @@ def quoted_names(path: Path) -> set[str]:
 
 
 def test_a_baseline_is_named_only_in_the_registry_and_its_own_module():
-    """Adding a method touches its module and fedfair/methods.py only. (cgsv, the config's
+    """Adding a method names it in its module and fedfair/methods.py only (fedfair.strategies lists
+    its class, not its name). (cgsv, the config's
     default, and the standalone reference, which the runtime looks for, are named elsewhere too.)"""
-    baselines = {m.name: ROOT / "fedfair" / "strategies" / f"{m.strategy.split(':')[0]}.py"
+    baselines = {m.name: ROOT / Path(*REGISTRY[m.name].__module__.split(".")).with_suffix(".py")
                  for m in METHODS if m.name not in ("cgsv", REFERENCE)}
     for path in sorted((ROOT / "fedfair").rglob("*.py")):
         for name in quoted_names(path) & set(baselines):

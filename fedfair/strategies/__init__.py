@@ -1,28 +1,32 @@
 """Reward methods, one module each, behind ``Strategy``; looked up by ``mechanism.method``.
 
-Which methods exist, and what each is, is ``fedfair.methods``: the classes are imported from
-the ``module:Class`` paths it lists, so adding a method never touches this file.
+Which methods exist, and what each is, is ``fedfair.methods`` (pure data, no torch: the config
+and the command line read it without loading these classes); ``STRATEGIES`` lists the classes,
+each of which takes its facts from that registry by its ``name``.
 """
 from __future__ import annotations
 
 import dataclasses
-from importlib import import_module
 
 from ..config import Config
-from ..methods import METHODS, MethodInfo, needs_validation
+from ..methods import NAMES, needs_validation
 from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, default_val_size
+from .cffl import CFFL
 from .cgsv import CGSV
+from .dw import DW
+from .eci import ECI
+from .eu import EU
+from .fedavg import FedAvg
+from .qffl import QFFL
+from .rr import RoundRobin
+from .standalone import Standalone
 
+STRATEGIES: tuple[type[Strategy], ...] = (CGSV, Standalone, FedAvg, DW, EU, RoundRobin, QFFL, CFFL, ECI)
+"""Every method's class, in the registry's order (fedfair.methods.METHODS)."""
 
-def _strategy_class(m: MethodInfo) -> type[Strategy]:
-    module, name = m.strategy.split(":")
-    cls = getattr(import_module(f"{__name__}.{module}"), name)
-    if cls.name != m.name:
-        raise TypeError(f"{m.strategy} is named {cls.name!r}, but the registry lists it as {m.name!r}")
-    return cls
-
-
-REGISTRY: dict[str, type[Strategy]] = {m.name: _strategy_class(m) for m in METHODS}
+REGISTRY: dict[str, type[Strategy]] = {cls.name: cls for cls in STRATEGIES}
+if tuple(REGISTRY) != NAMES:
+    raise TypeError(f"fedfair.strategies.STRATEGIES names {tuple(REGISTRY)}, the registry {NAMES}")
 
 
 def build_strategy(cfg: Config, ctx: ServerContext) -> Strategy:
@@ -44,5 +48,6 @@ def importance_audit(strategy: Strategy) -> CGSV | None:
     return CGSV(dataclasses.replace(strategy.mechanism, valuation="cosine"), strategy.ctx, strategy.seed)
 
 
-__all__ = ["Reward", "RoundInput", "ServerContext", "ServerStep", "Strategy", "REGISTRY", "build_strategy",
+__all__ = ["Reward", "RoundInput", "ServerContext", "ServerStep", "Strategy", "REGISTRY", "STRATEGIES",
+           "build_strategy",
            "importance_audit", "needs_validation", "default_val_size"]
