@@ -171,7 +171,7 @@ def test_prepare_threads_both_fields(tmp_path):
     """fedfair.run.prepare (what every rank runs) passes cla_pool to make_shards, image_pad to load_task."""
     from test_data_images import tiny_mnist, write_idx_set
 
-    from fedfair.runtime.run import prepare
+    from fedfair.runtime.setup import prepare
 
     cfg = config.load_config(None, ["data.cla_pool=capped", "data.pool_size=300", "data.shard_size=2000"])
     setup = prepare(cfg)

@@ -239,7 +239,7 @@ def test_config_fields_validated_with_one_line():
 
 def test_config_toml_records_the_fields_and_prepare_uses_them(tmp_path):
     from fedfair.config import load_config, to_toml
-    from fedfair.runtime.run import prepare
+    from fedfair.runtime.setup import prepare
 
     overrides = ["data.partition=uni", "data.feature_noise=[2.0]", "data.copy_of=[0, 0, 0, 1]",
                  "data.repeats=[1, 1, 2]"]

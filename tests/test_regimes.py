@@ -241,8 +241,8 @@ def test_r_min_zero_runs_end_to_end(tmp_path):
 def test_upload_norm_is_the_norm_of_the_update_the_agent_trained(tmp_path):
     """agents.csv's upload_norm is ‖Δw_i‖ of round 1, recomputed here by training agent i's first
     round in-process (same initial model, shard and generators as the runtime gives it)."""
-    from fedfair.runtime.run import build_model as initial_model
-    from fedfair.runtime.run import prepare
+    from fedfair.runtime.setup import build_model as initial_model
+    from fedfair.runtime.setup import prepare
 
     cfg = load_config(ROOT / "configs" / "default.toml", [
         "run.name=norms", f"run.out_dir={tmp_path}", "run.rounds=1", "run.eval_every=1", "run.progress=false",

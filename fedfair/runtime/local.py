@@ -34,7 +34,7 @@ def _portable(x: Any) -> Any:
 def _worker(cfg: Config, rank: int, world_size: int, store_path: str, queue: Queue) -> None:
     import torch.distributed as dist
 
-    from .run import run_rank
+    from .roles import run_rank
     from .transport import RunAborted
 
     try:
