@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from fedfair.config import load_config
+from fedfair.data import default_val_size
 from fedfair.methods import NAMES as METHODS
-from fedfair.strategies import REGISTRY, RoundInput, ServerContext, build_strategy, default_val_size
+from fedfair.strategies import REGISTRY, RoundInput, ServerContext, build_strategy
 from fedfair.strategies.cffl import update_reputation
 from fedfair.strategies.eci import eci_fractions
 from fedfair.strategies.eu import eu_fractions

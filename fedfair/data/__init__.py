@@ -6,7 +6,14 @@ Public API: :func:`load_task` -> :class:`TaskData`; :func:`make_shards` -> list 
 
 from .base import DataError, TaskData, pad_batch, stratified_split
 from .holding import FeatureNoise
-from .shards import Shard, default_pool_size, default_shard_size, make_shards
+from .shards import (
+    Shard,
+    default_pool_size,
+    default_shard_size,
+    default_val_size,
+    make_shards,
+    validation_size,
+)
 from .tasks import TASKS, canonical_name, load_task
 
 __all__ = [
@@ -18,8 +25,10 @@ __all__ = [
     "canonical_name",
     "default_pool_size",
     "default_shard_size",
+    "default_val_size",
     "load_task",
     "make_shards",
+    "validation_size",
     "pad_batch",
     "stratified_split",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence, get_args
 
@@ -13,8 +14,25 @@ from . import partitions
 from .base import TaskData
 from .holding import FeatureNoise, Holding
 
+DEFAULT_VAL_FRACTION = 0.1
+"""Held-out validation share of the training data when a method needs one and data.val_size = 0."""
+DEFAULT_VAL_CAP = 1000
+"""...capped at this many samples (every validation pass is server work that mechanism_s counts)."""
+
 PARTITIONS: tuple[str, ...] = get_args(Partition)
 CLA_POOLS: tuple[str, ...] = get_args(ClaPool)
+
+
+def default_val_size(num_train: int) -> int:
+    """The validation size a method that needs one (cffl, eci) gets when data.val_size = 0: 10% of
+    the training data, at most DEFAULT_VAL_CAP."""
+    return max(1, min(DEFAULT_VAL_CAP, math.ceil(DEFAULT_VAL_FRACTION * num_train)))
+
+
+def validation_size(requested: int, needed: bool, num_train: int) -> int:
+    """The samples held out for the server's validation set: ``requested`` (data.val_size), or the
+    default when the method ``needed`` one and none was requested."""
+    return default_val_size(num_train) if requested == 0 and needed else requested
 
 
 @dataclass

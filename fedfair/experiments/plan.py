@@ -243,8 +243,7 @@ def shared_val_size(cfg: Config, methods: list[str]) -> list[str]:
     """
     if cfg.data.val_size != 0 or cfg.data.dataset == "files" or not any(needs_validation(m) for m in methods):
         return []
-    from ..data import load_task
-    from ..strategies import default_val_size
+    from ..data import default_val_size, load_task
 
     task = load_task(cfg.data.dataset, cfg.data.data_dir or None, seed=cfg.run.seed,
                      test_fraction=cfg.data.test_fraction, image_pad=cfg.data.image_pad)

@@ -44,6 +44,7 @@ def run_rank(cfg: Config, rank: int, world_size: int, store: dist.Store | None =
     check_world_size(cfg, world_size)
     torch.set_num_threads(cfg.run.threads)
     setup = setup or prepare(cfg, rank, world_size)
+    cfg = setup.config or cfg  # data.val_size as held out, which config.toml and the reference key record
     model = build_model(cfg, setup)
     if rank == 0:  # the server writes the run folder: never over another run by accident
         claim_run_folder(cfg)

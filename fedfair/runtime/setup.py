@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import numpy as np
@@ -15,11 +15,11 @@ import torch
 import torch.distributed as dist
 
 from ..config import Config
-from ..data import Shard, TaskData, load_task, make_shards
+from ..data import Shard, TaskData, load_task, make_shards, validation_size
 from ..data.party_files import PartyData
+from ..methods import needs_validation
 from ..models import build_model as build_network
 from ..models import default_model_for
-from ..strategies import default_val_size, needs_validation
 from . import datafiles, live
 from .placement import world_size_for
 from .training import ValidationSet
@@ -38,6 +38,9 @@ class Setup:
     model_name: str
     files: PartyData | None = None
     """data.dataset = files: what this rank read (its own agents' files only); shards of others are empty."""
+    config: Config | None = None
+    """The config the run uses: the one given, with data.val_size resolved to the size held out (a new
+    object: the loaded config is never changed); config.toml and the reference key record it."""
 
 
 def prepare(cfg: Config, rank: int | None = None, world_size: int | None = None) -> Setup:
@@ -46,24 +49,19 @@ def prepare(cfg: Config, rank: int | None = None, world_size: int | None = None)
     model_name = cfg.train.model or default_model_for(cfg.data.dataset)
     if cfg.data.dataset == "files":
         party = datafiles.load(cfg, rank, world_size)
-        return Setup(party.task, party.shards, party.val_indices, model_name, party)
+        return Setup(party.task, party.shards, party.val_indices, model_name, party, config=cfg)
     task = load_task(cfg.data.dataset, cfg.data.data_dir or None, seed=cfg.run.seed,
                      test_fraction=cfg.data.test_fraction, image_pad=cfg.data.image_pad)
-    resolve_val_size(cfg, task.num_train)
+    # the data split's policy (fedfair.data.shards): cffl and eci get a default slice when val_size is 0
+    val_size = validation_size(cfg.data.val_size, needs_validation(cfg.mechanism.method), task.num_train)
+    if val_size != cfg.data.val_size:
+        cfg = replace(cfg, data=replace(cfg.data, val_size=val_size))
     shards, val = make_shards(task, partition=cfg.data.partition, agents=cfg.data.agents, seed=cfg.run.seed,
                               pool_size=cfg.data.pool_size or None, shard_size=cfg.data.shard_size or None,
                               label_noise=cfg.data.label_noise, val_size=cfg.data.val_size,
                               cla_pool=cfg.data.cla_pool, feature_noise=cfg.data.feature_noise,
                               copy_of=cfg.data.copy_of, repeats=cfg.data.repeats)
-    return Setup(task, shards, val, model_name)
-
-
-def resolve_val_size(cfg: Config, num_train: int) -> None:
-    """cffl and eci need a validation set: with data.val_size = 0 they get the documented default
-    (``fedfair.strategies.default_val_size``: 10% of the training data, at most 1000), written
-    into cfg so that config.toml and the fairness reference key record what was used."""
-    if cfg.data.val_size == 0 and needs_validation(cfg.mechanism.method):
-        cfg.data.val_size = default_val_size(num_train)
+    return Setup(task, shards, val, model_name, config=cfg)
 
 
 def build_model(cfg: Config, setup: Setup) -> torch.nn.Module:

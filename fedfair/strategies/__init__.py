@@ -10,7 +10,7 @@ import dataclasses
 
 from ..config import Config
 from ..methods import NAMES, needs_validation
-from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, default_val_size
+from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy
 from .cffl import CFFL
 from .cgsv import CGSV
 from .dw import DW
@@ -50,4 +50,4 @@ def importance_audit(strategy: Strategy) -> CGSV | None:
 
 __all__ = ["Reward", "RoundInput", "ServerContext", "ServerStep", "Strategy", "REGISTRY", "STRATEGIES",
            "build_strategy",
-           "importance_audit", "needs_validation", "default_val_size"]
+           "importance_audit", "needs_validation"]

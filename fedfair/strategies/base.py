@@ -131,17 +131,6 @@ class Strategy(ABC):
 
 # ---------------------------------------------------------------- helpers shared by the baselines
 
-DEFAULT_VAL_FRACTION = 0.1
-"""Held-out validation share of the training data when a method needs one and data.val_size = 0."""
-DEFAULT_VAL_CAP = 1000
-"""...capped at this many samples (every validation pass is server work that mechanism_s counts)."""
-
-
-def default_val_size(num_train: int) -> int:
-    """The validation size used for cffl/eci when data.val_size = 0: 10% of the training data, at most 1000."""
-    return max(1, min(DEFAULT_VAL_CAP, math.ceil(DEFAULT_VAL_FRACTION * num_train)))
-
-
 def normalisation(m: MechanismConfig, round: int) -> dict[str, Any]:
     """The normaliser's settings in round t, as keywords of ``cgsv_approx`` / ``unit_scales``:
     the step Γ_t = Γ·decay^(t−1), the ε and the mode (rescale, clip, none)."""
