@@ -70,8 +70,9 @@ def test_standalone_gamma_step_and_plain_sgd():
     torch.testing.assert_close(s.local_apply(w0, torch.zeros(3), 1), w0)  # a zero update stays zero
     s = make("standalone", "mechanism.standalone_step=sgd")
     torch.testing.assert_close(s.local_apply(w0, delta, 1), w0 + delta)
-    with pytest.raises(RuntimeError):
-        s.server_step(inp(U))
+    empty = s.server_step(inp(U))  # the empty decision: the server model stays, nobody receives anything
+    assert empty.server_delta is None and empty.rewards == [None] * 3
+    assert (empty.psi, empty.r, empty.q) == (None, None, None)
 
 
 # ---------------------------------------------------------------- fedavg
