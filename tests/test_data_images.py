@@ -221,8 +221,7 @@ def test_image_pad_data_pads_before_standardising(tmp_path, name, folder):
 
 
 def test_image_pad_data_model_pad_is_a_noop(tmp_path, monkeypatch):
-    from fedfair import models
-    from fedfair.models import build_model
+    from fedfair.models import build_model, networks
 
     write_idx_set(tmp_path, tiny_mnist(np.random.default_rng(5)), gz=False)
     task = load_task("mnist", str(tmp_path), image_pad="data")
@@ -235,7 +234,7 @@ def test_image_pad_data_model_pad_is_a_noop(tmp_path, monkeypatch):
     def no_pad(*args, **kwargs):
         raise AssertionError("mnist_cnn padded an input that is already 32x32")
 
-    monkeypatch.setattr(models.F, "pad", no_pad)
+    monkeypatch.setattr(networks.F, "pad", no_pad)
     assert torch.equal(net(x), want)
 
 
