@@ -314,6 +314,23 @@ def test_failures_are_recorded_the_suite_goes_on_and_a_rerun_resumes(tmp_path):
     assert calls == []
 
 
+def test_an_interrupted_run_is_run_again_with_overwrite_and_a_free_one_without(tmp_path):
+    """The runtime stops a job whose folder holds another run's records; the suite's re-run of an
+    interrupted run (records, no summary.json) asks for run.overwrite = true, a fresh run does not."""
+    first, second = baselines()[:2]
+    (tmp_path / first.name).mkdir(parents=True)
+    (tmp_path / first.name / "agents.csv").write_text("round,agent\n1,1\n")  # interrupted after round 1
+    seen: dict[str, list[str]] = {}
+
+    def launch(run, out_dir: Path, timeout_s: float) -> None:
+        seen[run.name] = list(run.overrides)
+        finishing_launcher([], {})(run, out_dir, timeout_s)
+
+    assert Runner([first, second], "digits", tmp_path, launcher="local").run(launch) == 0
+    assert "run.overwrite=true" in seen[first.name]
+    assert not any(o.startswith(("run.overwrite=", "run.resume=")) for o in seen[second.name])
+
+
 def test_the_runner_waits_while_the_pause_file_exists(tmp_path):
     pause, running = tmp_path / "suite.pause", tmp_path / "suite.running"
     pause.touch()

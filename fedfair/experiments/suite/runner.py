@@ -2,7 +2,7 @@
 
 - A run whose folder holds summary.json is skipped (the sweep's finished-run check; one finished
   with another config is reported as a conflict and never overwritten). A partial folder is run
-  again (today's runtime overwrites it).
+  again from the start (with run.overwrite = true: the runtime never replaces a run folder unasked).
 - Pause protocol: before starting a run, wait while the pause file exists; while a run executes,
   the running file holds its name (removed after), so a timing measurement can wait for an idle box.
 - A run that fails is recorded in ``<out>/failures.csv`` (name, exit status, last error line) and
@@ -21,7 +21,7 @@ from typing import Any, Callable, TextIO
 from ...config import Config, ConfigError, load_config
 from ...runtime.logs import atomic_write_text
 from ..launch import COMMANDS, LAUNCHERS, Launcher, LaunchFailed
-from ..plan import PlannedRun, finished_status, planned_run
+from ..plan import PlannedRun, finished_status, planned_run, take_over
 from .measures import FAILURES, Failure, read_failures, write_failures
 from .scenarios import PROFILES, SCENARIO_BY_NAME, VALUATIONS, SuiteError, SuiteRun, parse_run_name, plan
 from .scoreboard import MANIFEST
@@ -170,8 +170,11 @@ class Runner:
         return True
 
     def planned(self, run: SuiteRun) -> PlannedRun:
-        """The sweep's PlannedRun of a suite run (validated: a ConfigError names the field)."""
+        """The sweep's PlannedRun of a suite run (validated: a ConfigError names the field). Finished runs
+        were skipped before, so a folder with records here is an interrupted run: it is run again from
+        the start (run.overwrite = true), as the sweep's ``take_over`` does for ``compare``."""
         p = planned_run(str(PROFILES[self.dataset].config), list(run.overrides), run.name, str(self.out_dir))
+        take_over(p, replace=True)
         p.command = COMMANDS[self.launcher](p)
         return p
 
