@@ -5,6 +5,7 @@
     report    the paper's tables and figures from run folders (fedfair.experiments.report)
     prepare   per-party data files for a data.dataset = "files" run (fedfair.data.prepare)
     suite     the fairness suite: run, report, keep (fedfair.experiments.suite)
+    rho       write rho into finished runs whose Standalone reference has finished (launch/*.sh run it)
 
 ``python -m fedfair <command> --help`` gives a command's options. One job is started by torchrun,
 not from here: ``torchrun --nproc_per_node N+1 -m fedfair.run --config FILE [key=value ...]``.
@@ -21,6 +22,7 @@ COMMANDS = {
     "report": "fedfair.experiments.report",
     "prepare": "fedfair.data.prepare",
     "suite": "fedfair.experiments.suite.cli",
+    "rho": "fedfair.experiments.reference",
 }
 """Command name -> the module whose ``main(argv) -> int`` runs it."""
 

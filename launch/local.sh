@@ -13,5 +13,7 @@ world=$("$py" -m fedfair.run --config "$config" --world-size --all-files "$@")
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 # torchrun through fedfair.runtime.torchrun: torchrun's own report goes to <run folder>/torchrun.log, so a
 # failed job ends with the rank's one fedfair line and its exit code (2 = bad input).
-exec "$py" -m fedfair.runtime.torchrun --standalone --nnodes 1 --nproc_per_node "$world" \
-  -m fedfair.run --config "$config" "$@"
+"$py" -m fedfair.runtime.torchrun --standalone --nnodes 1 --nproc_per_node "$world" \
+  -m fedfair.run --config "$config" "$@" || exit $?
+# rho (the run against its Standalone reference) is the experiment layer's: filled in once both have finished.
+exec "$py" -m fedfair rho --config "$config" "$@"

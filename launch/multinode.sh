@@ -50,4 +50,6 @@ args=(--nnodes "$NNODES" --nproc-per-node "$NPROC_PER_NODE" --max-restarts "${MA
       --rdzv-conf "is_host=${is_host}")
 [ -n "${LOCAL_ADDR:-}" ] && args+=(--local-addr "$LOCAL_ADDR")
 # fedfair.runtime.torchrun = torchrun whose own report goes to <run folder>/torchrun.log (fedfair's line last)
-exec "$py" -m fedfair.runtime.torchrun "${args[@]}" -m fedfair.run --config "$config" "$@"
+"$py" -m fedfair.runtime.torchrun "${args[@]}" -m fedfair.run --config "$config" "$@" || exit $?
+# rho against the Standalone reference, on the node that holds the run folder (the server's, node 0)
+if [ "$NODE_RANK" = 0 ]; then exec "$py" -m fedfair rho --config "$config" "$@"; fi

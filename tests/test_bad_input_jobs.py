@@ -114,3 +114,20 @@ def test_a_model_that_returns_logits_stops_in_the_launchers_precheck(sites, tmp_
     assert p.stderr.startswith(E + "train.model = 'own_model:LogitNet': forward on 8 test samples returned values "
                                "whose logsumexp over the classes is ")
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
+def test_a_job_started_by_the_launcher_gets_rho_once_its_standalone_reference_has_finished(sites, tmp_path):
+    """The outside contract: once a Standalone reference for the same data and seed exists, summary.json
+    has rho. The job writes only its own facts; launch/local.sh then runs `python -m fedfair rho`, so the
+    order of the two jobs does not matter (here the CGSV job finishes first)."""
+    first = launch("configs/default.toml", *files_args(sites, tmp_path, "cg"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "rho" not in json.loads((tmp_path / "cg" / "summary.json").read_text())  # no reference yet
+    second = launch("configs/default.toml", *files_args(sites, tmp_path, "alone", "mechanism.method=standalone"))
+    assert second.returncode == 0, second.stderr[-2000:]
+    cg = json.loads((tmp_path / "cg" / "summary.json").read_text())
+    alone = json.loads((tmp_path / "alone" / "summary.json").read_text())
+    a, b = np.asarray(alone["final_acc"]), np.asarray(cg["final_acc"])
+    by_hand = None if a.std() == 0 or b.std() == 0 else 100 * float(np.corrcoef(a, b)[0, 1])
+    assert cg["rho_available"] is True and alone["rho"] == pytest.approx(100.0)
+    assert cg["rho"] == (None if by_hand is None else pytest.approx(by_hand))

@@ -16,6 +16,7 @@ in which a sweep runs them does not matter for ρ.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -102,3 +103,30 @@ def fill_rho(out_dir: Path) -> list[Path]:
         atomic_write_text(run.path / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
         filled.append(run.path)
     return filled
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fedfair rho --config FILE [key=value ...]`` or ``python -m fedfair rho DIR ...``:
+    fill ρ into the finished runs of the job's output folder (or of each DIR) whose Standalone
+    reference has finished. launch/local.sh and launch/multinode.sh run it after a job, so a job
+    started by them has ρ in its summary.json as soon as its reference exists (in either order)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m fedfair rho", description=main.__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=None, help="a job's config: its run.out_dir is the folder")
+    p.add_argument("args", nargs="*", help="with --config: the job's key=value overrides; else output folders")
+    a = p.parse_args(argv)
+    if a.config is not None:
+        from ..config import ConfigError, load_config
+
+        try:
+            folders = [load_config(a.config, a.args).run.out_dir]
+        except (ConfigError, OSError, ValueError) as e:
+            print(f"fedfair: error: {e}", file=sys.stderr)
+            return 2
+    else:
+        folders = a.args
+    for folder in folders:
+        for path in fill_rho(Path(folder)):
+            print(f"fedfair: rho written into {path / 'summary.json'}")
+    return 0
