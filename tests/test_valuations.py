@@ -369,9 +369,13 @@ def test_a_validation_valuation_without_a_validation_set_stops_with_one_line():
         load_config("configs/default.toml", ["mechanism.audit=shapley", "data.val_size=0"])
 
 
-def test_a_valuation_for_a_method_that_does_not_value_stops_with_one_line():
-    with pytest.raises(ConfigError, match=r"mechanism.valuation = 'classwise' is invalid: only cgsv, dw and eu"):
-        load_config(None, ["mechanism.method=fedavg", "mechanism.valuation=classwise"])
+def test_a_valuation_is_ignored_by_a_method_that_does_not_value_and_an_unknown_one_stops_with_one_line():
+    """configs/default.toml sets classwise, and `compare --methods standalone,fedavg,cgsv` runs every method
+    from it: the methods that do not value uploads ignore the valuation (as they ignore beta), and need
+    no validation set for it."""
+    for method in ("fedavg", "standalone", "rr", "qffl"):
+        cfg = load_config(None, [f"mechanism.method={method}", "mechanism.valuation=val_gradient", "data.val_size=0"])
+        assert cfg.mechanism.valuation == "val_gradient"
     with pytest.raises(ConfigError, match=r"mechanism.valuation = 'shapley' is invalid: one of cosine, loo_cosine"):
         load_config(None, ["mechanism.valuation=shapley"])
 

@@ -105,7 +105,8 @@ class MechanismConfig:
     valuation: str = valuations.DEFAULT
     """How psi_i is computed each round (cgsv, dw, eu): cosine (the paper), loo_cosine, classwise, fedce,
     val_gradient or gtg_shapley; ``fedfair/valuations.py`` says what each is and which need the server's
-    validation set (data.val_size)."""
+    validation set (data.val_size). The other methods ignore it, as they ignore beta (summary.json's
+    valuation is then null), so one config, e.g. configs/default.toml, serves a comparison of methods."""
     norm_bound: Literal["off", "schedule"] = "off"
     """Per-round upload norm bound B_t: off, or schedule (the median upload norm of the first round, when every
     agent starts from the same model, times lr_t / lr_1: an honest step shrinks with the learning rate). With
@@ -143,8 +144,6 @@ class MechanismConfig:
         _check(self.eci_permutations >= 1, "mechanism.eci_permutations", self.eci_permutations, "must be >= 1")
         _check(self.valuation in valuations.NAMES, "mechanism.valuation", self.valuation,
                f"one of {', '.join(valuations.NAMES)}")
-        _check(self.valuation == valuations.DEFAULT or valued(self.method), "mechanism.valuation", self.valuation,
-               f"only cgsv, dw and eu compute psi by a valuation (mechanism.method is {self.method!r})")
         _check(self.outlier_factor >= 0 and math.isfinite(self.outlier_factor), "mechanism.outlier_factor",
                self.outlier_factor, "must be a finite number >= 0 (0 = never out of bounds)")
         _check(self.audit_every >= 1, "mechanism.audit_every", self.audit_every, "must be >= 1")

@@ -32,6 +32,7 @@ from ..mechanism.valuations import (
     output_layer,
     shares,
 )
+from ..methods import valued
 from ..valuations import info
 from .base import RoundInput, ServerContext, Strategy
 
@@ -199,8 +200,9 @@ def build_valuation(mechanism: MechanismConfig, ctx: ServerContext, seed: int = 
 
 
 def check_valuation(mechanism: MechanismConfig, layer_sizes: list[int], num_classes: int) -> None:
-    """What the config alone cannot know: the model a valuation reads (one line, before any rank starts)."""
-    if mechanism.valuation == "classwise":
+    """What the config alone cannot know: the model a valuation reads (one line, before any rank starts).
+    A method that does not value uploads ignores the valuation, and so does this check."""
+    if mechanism.valuation == "classwise" and valued(mechanism.method):
         try:
             output_layer(layer_sizes, num_classes)
         except ValueError as e:
