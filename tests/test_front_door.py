@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_command_has_a_main():
     import importlib
 
-    assert set(front.COMMANDS) == {"sweep", "compare", "report", "prepare", "suite"}
+    assert set(front.COMMANDS) == {"sweep", "compare", "report", "prepare", "suite", "rho"}
     for module in front.COMMANDS.values():
         assert callable(importlib.import_module(module).main)
 
@@ -29,7 +29,7 @@ def test_no_command_or_an_unknown_one_is_exit_2(capsys):
     assert front.main([]) == 2
     assert front.main(["swep", "--x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["fedfair: error: unknown command 'swep': one of sweep, compare, report, prepare, suite "
+    assert err == ["fedfair: error: unknown command 'swep': one of sweep, compare, report, prepare, suite, rho "
                    "(python -m fedfair --help)"]
 
 
