@@ -110,6 +110,7 @@ def passing(scenario: str, rounds: int = 200) -> CellResult:
         cell.spread, cell.worst_gain = {100: 3.0, 200: 3.0}, 10.0
     if sc.adversaries:
         cell.adversary_r = {t: [0.002, 0.001, 0.0009] for t in (50, 100, 200)}
+        cell.adversary_share = [0.1, 0.0, 0.05]
     return cell
 
 
@@ -129,6 +130,8 @@ def test_a_cell_at_every_threshold_holds(scenario):
     ("adversaries6", lambda c: c.adversary_r.update({50: [0.001, 0.0021, 0.001]}), ["floor"]),
     ("adversaries6", lambda c: c.adversary_r.update({200: [0.001, 0.001, 0.3]}), ["floor"]),
     ("adversaries6", lambda c: c.adversary_r.update({100: None}), ["floor:n/a"]),
+    ("adversaries6", lambda c: setattr(c, "adversary_share", [0.0, 0.101, 0.0]), ["receives"]),
+    ("adversaries6", lambda c: setattr(c, "adversary_share", None), ["receives:n/a"]),
     ("adversaries6", lambda c: c.tau.update({200: 0.5}), ["tau200"]),
     ("symmetry5", lambda c: c.spread.update({100: 3.01}), ["spread"]),
     ("symmetry5", lambda c: c.spread.update({200: 4.0}), ["spread"]),
@@ -407,7 +410,7 @@ r_min = 0.001
 
 def write_run(root: Path, name: str, final_acc: list[float], server_acc: float, wall_s: float,
               r: dict[int, list[float]] | None = None, server_extra: dict[str, list[float]] | None = None,
-              **summary) -> None:
+              density: dict[int, list[float]] | None = None, **summary) -> None:
     """A finished run folder as the runtime writes it (the columns the suite reads): 4 rounds."""
     scenario, what, seed = parse_run_name(name)
     sc = SCENARIO_BY_NAME[scenario]
@@ -415,10 +418,10 @@ def write_run(root: Path, name: str, final_acc: list[float], server_acc: float, 
     d.mkdir(parents=True)
     (d / "config.toml").write_text(CONFIG_TOML.format(partition=sc.partition, agents=sc.agents, pool=600 * sc.agents))
     with open(d / "agents.csv", "w") as f:
-        f.write("round,agent,r,test_acc\n")
+        f.write("round,agent,r,density,test_acc\n")
         for t in range(1, 5):
             for i in range(sc.agents):
-                f.write(f"{t},{i + 1},{'' if r is None else r[t][i]},\n")
+                f.write(f"{t},{i + 1},{'' if r is None else r[t][i]},{'' if density is None else density[t][i]},\n")
     with open(d / "server.csv", "w") as f:
         extra = server_extra or {}
         f.write(",".join(["round", "test_acc", *extra]) + "\n")
@@ -461,8 +464,11 @@ def suite_runs(tmp_path) -> Path:
     write_run(root, f"adversaries6_{REFERENCE}_s0", [0.8, 0.8, 0.8, 0.5, 0.5, 0.5], 0.5, 10.0)
     write_run(root, f"adversaries6_{ACCURACY_REFERENCE}_s0", [0.1] * 6, 0.10, 10.0)
     adv = [0.33, 0.33, 0.33, 0.001, 0.002, 0.001]
+    # densities: honest agents average 0.8; the adversaries 0.04 (0.16 in round 1 only), 0 and 0.02
+    dens = {1: [1.0, 0.6, 0.8, 0.16, 0.0, 0.02], 2: [0.6, 1.0, 0.8, 0.0, 0.0, 0.02],
+            3: [1.0, 0.6, 0.8, 0.0, 0.0, 0.02], 4: [0.6, 1.0, 0.8, 0.0, 0.0, 0.02]}
     write_run(root, "adversaries6_cosine_s0", [0.85, 0.796, 0.9, 0.1, 0.1, 0.1], 0.9, 20.0,
-              {1: adv, 2: adv[:4] + [0.0021, 0.001], 3: adv, 4: adv})
+              {1: adv, 2: adv[:4] + [0.0021, 0.001], 3: adv, 4: adv}, density=dens)
     write_run(root, f"symmetry5_{REFERENCE}_s0", [0.2] * 5, 0.2, 10.0)
     write_run(root, "symmetry5_cosine_s0", [0.35] * 5, 0.9, 20.0,
               {1: [0.2] * 5, 2: [0.1, 0.2, 0.3, 0.2, 0.2], 3: [0.2] * 5, 4: [0.1, 0.1, 0.1, 0.1, 0.5]})
@@ -497,6 +503,7 @@ def test_the_scoreboard_gives_the_hand_computed_numbers(suite_runs, tmp_path):
     a = rows["adversaries6_cosine_s0"]
     assert float(a["tau4"]) == 1.0 and float(a["worst_gain"]) == pytest.approx(-0.4)
     assert float(a["server_gap"]) == pytest.approx(80.0) and a["adv_r2"] == "0.001 0.0021 0.001"
+    assert [float(x) for x in a["adv_share"].split()] == pytest.approx([0.05, 0.0, 0.025])  # 0.04, 0, 0.02 / 0.8
     assert (a["holds"], a["failed"]) == ("false", "floor")
     s = rows["symmetry5_cosine_s0"]
     assert (s["tau4"], float(s["spread2"]), float(s["spread4"])) == ("", 3.0, 5.0)

@@ -23,6 +23,7 @@ TAU_MIN = 0.8            # tau at the middle and last checkpoints
 GAIN_MIN = -0.5          # worst honest gain vs Standalone, points
 SERVER_MIN = -1.0        # server accuracy minus FedAvg's, points
 FLOOR_FACTOR = 2.0       # an adversary is at the floor when r <= 2 r_min
+SHARE_MAX = 0.1          # an adversary receives at most a tenth of an honest agent's reward (mean density)
 SPREAD_MAX = 3.0         # symmetry: max r / min r
 SYMMETRY_GAIN_MIN = 10.0  # symmetry: two classes alone cap an agent near 20 %: well above alone
 FAILURES = "failures.csv"
@@ -60,15 +61,32 @@ def checkpoints(rounds: int) -> tuple[int, int, int]:
     return max(1, rounds // 4), max(1, rounds // 2), rounds
 
 
-def r_table(run: Run) -> pd.DataFrame:
-    """r by round (index) and agent (columns 1..N) from agents.csv; empty when there is none."""
+def r_table(run: Run, column: str = "r") -> pd.DataFrame:
+    """r (or another per-agent column) by round (index) and agent (columns 1..N) from agents.csv;
+    empty when there is none."""
     path = run.path / "agents.csv"
     if not path.is_file():
         return pd.DataFrame()
-    rows = pd.read_csv(path, usecols=lambda c: c in ("round", "agent", "r"))
-    if "r" not in rows:
+    rows = pd.read_csv(path, usecols=lambda c: c in ("round", "agent", column))
+    if column not in rows:
         return pd.DataFrame()
-    return rows.pivot_table(index="round", columns="agent", values="r", aggfunc="last").sort_index()
+    return rows.pivot_table(index="round", columns="agent", values=column, aggfunc="last").sort_index()
+
+
+def reward_shares(run: Run, agents: int, adversaries: tuple[int, ...]) -> list[float] | None:
+    """What each adversary received: its reward density (the fraction of the aggregate's coordinates
+    sent to it) averaged over every round, over the honest agents' average. r at the floor is the
+    promise; the density is what an adversary actually takes home, early rounds included. None when
+    agents.csv has no density for every agent or the honest agents received nothing."""
+    table = r_table(run, "density")
+    if table.empty or list(table.columns) != list(range(1, agents + 1)):
+        return None
+    mean = table.mean()
+    honest = [mean[i] for i in range(1, agents + 1) if i not in adversaries]
+    if any(x != x for x in mean) or not honest or sum(honest) <= 0:
+        return None
+    base = sum(honest) / len(honest)
+    return [float(mean[a]) / base for a in adversaries]
 
 
 def r_at(table: pd.DataFrame, t: int, agents: int) -> list[float] | None:
@@ -104,6 +122,7 @@ class CellResult:
     server_gap: float | None = None       # points
     rho: float | None = None
     adversary_r: dict[int, list[float] | None] = field(default_factory=dict)  # checkpoint -> r of adversaries
+    adversary_share: list[float] | None = None  # each adversary's mean density / the honest agents' mean
     spread: dict[int, float | None] = field(default_factory=dict)         # middle and last checkpoints
     ratios: dict[str, float | None] = field(default_factory=dict)         # final r ratios (replication)
     valuation_time_ratio: float | None = None   # valuation_s / cosine_s, the same run
@@ -144,6 +163,8 @@ def judge(cell: CellResult, scenario: Scenario) -> list[str]:
             failed.append("floor:n/a")
         elif any(max(v) > FLOOR_FACTOR * cell.r_floor for v in values if v):
             failed.append("floor")
+        share = cell.adversary_share
+        need("receives", None if share is None else max(share), share is not None and max(share) <= SHARE_MAX)
     # a criterion failing twice (tau undefined at two rounds, spread at both) is named once
     return list(dict.fromkeys(failed))
 
@@ -240,6 +261,7 @@ def measure(run: Run, scenario: Scenario, valuation: str, seed: int, baselines: 
     if scenario.adversaries:
         cell.adversary_r = {t: (None if (r := r_at(table, t, n)) is None else [r[a - 1] for a in scenario.adversaries])
                             for t in points}
+        cell.adversary_share = reward_shares(run, n, scenario.adversaries)
     final_r = r_at(table, rounds, n)
     for ratio in scenario.ratios:
         value = None

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from .measures import FAILURES, CellResult, SuiteRuns, checkpoints, load, write_failures
+from .measures import FAILURES, SHARE_MAX, CellResult, SuiteRuns, checkpoints, load, write_failures
 from .scenarios import BASELINES, COSINE, SCENARIO_BY_NAME, SCENARIOS, VALUATIONS, SuiteError, parse_run_name
 
 RECORDS = ("config.toml", "summary.json", "agents.csv", "server.csv")
@@ -72,7 +72,8 @@ def columns(rounds: int) -> list[str]:
     a, b, c = checkpoints(rounds)
     ratio_names = [r.name for s in SCENARIOS for r in s.ratios]
     return (["scenario", "valuation", "seed", "run", "status", "error", "rounds", f"tau{a}", f"tau{b}", f"tau{c}",
-             "worst_gain", "server_gap", "rho", f"adv_r{a}", f"adv_r{b}", f"adv_r{c}", f"spread{b}", f"spread{c}"]
+             "worst_gain", "server_gap", "rho", f"adv_r{a}", f"adv_r{b}", f"adv_r{c}", "adv_share",
+             f"spread{b}", f"spread{c}"]
             + ratio_names + ["valuation_time_ratio", "wall_ratio", "wall_s_per_round", "holds", "failed"])
 
 
@@ -84,6 +85,7 @@ def csv_row(c: CellResult, rounds: int) -> dict[str, Any]:
         row[f"tau{t}"] = _g(c.tau.get(t))
         adv = c.adversary_r.get(t)
         row[f"adv_r{t}"] = " ".join(f"{x:.6g}" for x in adv) if adv else ""
+    row["adv_share"] = " ".join(f"{x:.6g}" for x in c.adversary_share) if c.adversary_share else ""
     for t in pts[1:]:
         row[f"spread{t}"] = _g(c.spread.get(t))
     row.update({k: _g(v) for k, v in c.ratios.items()})
@@ -183,7 +185,7 @@ def detail_table(scenario: str, results: list[CellResult], rounds: int) -> list[
         head += [f"spread{b}", f"spread{c}"]
     head += ["worst gain", "server gap", "ρ"]
     if sc.adversaries:
-        head += [f"adversaries' r{t}" for t in (a, b, c)]
+        head += [f"adversaries' r{t}" for t in (a, b, c)] + ["adversaries' reward / honest"]
     head += [r.name for r in sc.ratios] + ["val_s/cos_s", "wall/cosine", "holds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell in results:
@@ -199,6 +201,7 @@ def detail_table(scenario: str, results: list[CellResult], rounds: int) -> list[
             row += [_f(cell.worst_gain, 1), _f(cell.server_gap, 1), _f(cell.rho, 1)]
             if sc.adversaries:
                 row += [" ".join(f"{x:.4f}" for x in r) if (r := cell.adversary_r.get(t)) else "" for t in (a, b, c)]
+                row += [" ".join(f"{x:.3f}" for x in s) if (s := cell.adversary_share) else ""]
             row += [_f(cell.ratios.get(r.name)) for r in sc.ratios]
             row += [_f(cell.valuation_time_ratio), _f(cell.wall_ratio),
                     "✓" if cell.holds else "✗ " + " ".join(cell.failed)]
@@ -223,8 +226,10 @@ def markdown(loaded: SuiteRuns, results: list[CellResult], rounds: int, commands
     out = ["# Fairness suite: scoreboard (issue 29)", "", "Made by:", "", "```", *commands, "```", "",
            settings_line(loaded, seeds_by_val), "",
            f"A cell holds when τ >= 0.8 at rounds {b} and {c}, the worst honest agent's gain over its own "
-           "Standalone is >= -0.5 points, the server is >= FedAvg - 1 point, and every adversary's r <= 2 r_min "
-           f"at rounds {a}, {b} and {c}; symmetry5 instead of τ: max r / min r <= 3 at rounds {b} and {c} and a worst "
+           "Standalone is >= -0.5 points, the server is >= FedAvg - 1 point, every adversary's r <= 2 r_min "
+           f"at rounds {a}, {b} and {c} (floor), and every adversary's reward density, averaged over the run, is at "
+           f"most {SHARE_MAX:g} of the honest agents' (receives); "
+           f"symmetry5 instead of τ: max r / min r <= 3 at rounds {b} and {c} and a worst "
            "gain >= +10 points. τ is over the pairs of agents whose truth differs (a tie in r counts 0).", "",
            "## Summary (seed 0; k/n = cells held over the n seeds run)", "",
            *summary_table(results, scenarios, valuations), "",
