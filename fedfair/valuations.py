@@ -45,6 +45,8 @@ VALUATIONS: tuple[ValuationInfo, ...] = (
     ValuationInfo("loo_cosine", "LOO cosine", "leave-one-out: ψ_i = cos(u_i, u_N − a_i u_i)", "LeaveOneOutCosine"),
     ValuationInfo("classwise", "class-wise", "ShapFed (Tastan et al., IJCAI 2024; tnurbek/shapfed): per-class "
                   "cosine over the output layer's rows", "Classwise"),
+    ValuationInfo("loo_classwise", "LOO class-wise", "ShapFed's class-wise cosine against the others' aggregate "
+                  "(leave-one-out, as loo_cosine)", "LeaveOneOutClasswise"),
     ValuationInfo("fedce", "FedCE", "FedCE (Jiang et al., CVPR 2023; NVFlare app_opt/pt/fedce.py)", "FedCE",
                   _fedce_data_space),
     ValuationInfo("val_gradient", "val. gradient", "cos(u_i, −∇L_val(w)), the server's validation descent",

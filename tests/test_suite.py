@@ -153,15 +153,16 @@ def test_the_checkpoints_follow_the_number_of_rounds():
 # ------------------------------------------------------------------ the plan
 
 
-def test_the_seed0_plan_is_64_runs_in_the_specified_order():
+def test_the_seed0_plan_is_72_runs_in_the_specified_order():
     runs = plan(MNIST, [0], list(SCENARIOS), list(VALUATIONS))
-    assert len(runs) == 8 * 6 + 16 == 64
-    block = [REFERENCE, ACCURACY_REFERENCE, "cosine", "loo_cosine", "classwise", "fedce", "val_gradient", "gtg_shapley"]
-    assert [r.name for r in runs[:8]] == [f"cla5_{w}_s0" for w in block]
-    assert [r.name for r in runs[::8]] == [f"{s}_{REFERENCE}_s0" for s in ALL]
+    assert len(runs) == 8 * 7 + 16 == 72
+    block = [REFERENCE, ACCURACY_REFERENCE, "cosine", "loo_cosine", "classwise", "loo_classwise", "fedce",
+             "val_gradient", "gtg_shapley"]
+    assert [r.name for r in runs[:9]] == [f"cla5_{w}_s0" for w in block]
+    assert [r.name for r in runs[::9]] == [f"{s}_{REFERENCE}_s0" for s in ALL]
     assert ALL == ["cla5", "cla10", "pow5", "labelnoise5", "featurenoise5", "replication5", "adversaries6", "symmetry5"]
     for i, sc in enumerate(ALL):
-        chunk = runs[8 * i:8 * i + 8]
+        chunk = runs[9 * i:9 * i + 9]
         assert [r.what for r in chunk] == block and {r.scenario.name for r in chunk} == {sc}
     for r in runs:
         assert parse_run_name(r.name) == (r.scenario.name, r.what, 0)

@@ -20,6 +20,7 @@ from fedfair.mechanism.valuations import (
     fedce_gradient_scores,
     fedce_normalise,
     gtg_shapley,
+    loo_classwise_cosines,
     loo_cosines,
     output_layer,
     shares,
@@ -99,6 +100,38 @@ def test_classwise_averages_the_per_class_cosines_of_weight_rows_with_bias():
         mean_rows = [np.r_[agg[4 + 3 * k: 7 + 3 * k].numpy(), agg[10 + k].item()] for k in range(2)]
         expected = (cos(rows[0], mean_rows[0]) + cos(rows[1], mean_rows[1])) / 2
         assert psi[i].item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_loo_classwise_by_hand_credits_no_agreement_with_oneself():
+    """Two agents whose single class rows are orthogonal: each agrees with the aggregate (it is half
+    of it: cos 1/sqrt 2) but not at all with the other agent."""
+    layer = output_layer([2, 1], classes=1)      # Linear(2 -> 1): a row of 2 weights and a bias
+    u = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=F64)
+    c = torch.tensor([0.5, 0.5], dtype=F64)
+    agg = c @ u
+    assert classwise_cosines(u, agg, layer).tolist() == pytest.approx([2 ** -0.5, 2 ** -0.5])
+    assert loo_classwise_cosines(u, c, agg, layer).tolist() == [0.0, 0.0]
+    # a third agent along the first: agent 1 now agrees with the others (row (1, 1, 0)/3 without it)
+    u3 = torch.cat([u, torch.tensor([[1.0, 0.0, 0.0]], dtype=F64)])
+    c3 = torch.full((3,), 1 / 3, dtype=F64)
+    psi = loo_classwise_cosines(u3, c3, c3 @ u3, layer)
+    assert psi.tolist() == pytest.approx([2 ** -0.5, 0.0, 2 ** -0.5])
+
+
+def test_loo_classwise_is_classwise_against_each_agents_others_and_zero_alone():
+    layer = output_layer([4, 6, 2], classes=2)
+    g = torch.Generator().manual_seed(2)
+    u = torch.randn(4, 12, generator=g, dtype=F64)
+    c = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
+    agg = c @ u
+    psi = loo_classwise_cosines(u, c, agg, layer)
+    for i in range(4):
+        brute = classwise_cosines(u[i:i + 1], agg - c[i] * u[i], layer)
+        assert psi[i].item() == pytest.approx(brute.item(), abs=1e-12)
+    lone = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=F64)  # one weighted upload: without it nothing is left
+    psi = loo_classwise_cosines(u, lone, lone @ u, layer)
+    assert psi[0].item() == 0.0
+    assert psi[1:].tolist() == pytest.approx(classwise_cosines(u[1:], u[0], layer).tolist(), abs=1e-12)
 
 
 def test_classwise_needs_a_linear_output_layer_and_says_what_it_found():

@@ -103,9 +103,9 @@ class MechanismConfig:
     behaviours: list[Behaviour] = field(default_factory=list)
     """Per-agent behaviour for experiments: honest, free_rider, sign_flipper, scaled, replayer, nan."""
     valuation: str = valuations.DEFAULT
-    """How psi_i is computed each round (cgsv, dw, eu): cosine (the paper), loo_cosine, classwise, fedce,
-    val_gradient or gtg_shapley; ``fedfair/valuations.py`` says what each is and which need the server's
-    validation set (data.val_size). The other methods ignore it, as they ignore beta (summary.json's
+    """How psi_i is computed each round (cgsv, dw, eu): cosine (the paper), loo_cosine, classwise,
+    loo_classwise, fedce, val_gradient or gtg_shapley; ``fedfair/valuations.py`` says what each is and which
+    need the server's validation set (data.val_size). The other methods ignore it, as they ignore beta (summary.json's
     valuation is then null), so one config, e.g. configs/default.toml, serves a comparison of methods."""
     norm_bound: Literal["off", "schedule"] = "off"
     """Per-round upload norm bound B_t: off, or schedule (the median upload norm of the first round, when every

@@ -8,6 +8,7 @@ mechanism (r's moving average, q, the sparsified rewards) stays as the paper has
 - :func:`loo_cosines` — cosine with the aggregate of the *others* (leave-one-out);
 - :func:`classwise_cosines` — ShapFed (Tastan et al., IJCAI 2024): per-class cosine over the
   output layer's rows (weights with their bias), averaged over classes;
+- :func:`loo_classwise_cosines` — the same against the rows of the *others'* aggregate;
 - :func:`fedce_gradient_scores`, :func:`fedce_combine` — FedCE (Jiang et al., CVPR 2023;
   NVFlare ``app_opt/pt/fedce.py``): novelty 1 − mean cos(u_i, consensus of the others), and its
   combination with a data-space score;
@@ -40,6 +41,7 @@ __all__ = [
     "OutputLayer",
     "output_layer",
     "classwise_cosines",
+    "loo_classwise_cosines",
     "fedce_gradient_scores",
     "fedce_normalise",
     "fedce_combine",
@@ -138,6 +140,26 @@ def classwise_cosines(updates: Tensor, aggregate: Tensor, layer: OutputLayer) ->
     theirs = layer.rows(aggregate.to(torch.float64))      # C × (H+1)
     dots = (mine * theirs).sum(dim=-1)
     den = torch.linalg.vector_norm(mine, dim=-1) * torch.linalg.vector_norm(theirs, dim=-1)
+    return _safe_ratio(dots, den).mean(dim=1)
+
+
+def loo_classwise_cosines(updates: Tensor, coefficients: Tensor, aggregate: Tensor, layer: OutputLayer) -> Tensor:
+    """ψ_i = (1/C) Σ_k cos(row_k(Δw_i), row_k(u_N − c_i Δw_i)): class-wise, against the others.
+
+    Why: an agent is part of the aggregate it is compared with. Under the whole-vector cosine the
+    honest agents' agreement swamps that, but an output-layer row is small, and a free-rider's noise
+    (with an honest update's norm) is a visible part of each row of u_N: measured on the default
+    digits job, its class-wise ψ averaged 0.135 over 60 rounds, and 0.00 with itself left out.
+    A class row the others' aggregate cancels to rounding noise in counts 0, as in ``loo_cosines``.
+    """
+    mine = layer.rows(updates.to(torch.float64))                              # N × C × (H+1)
+    theirs = layer.rows(aggregate.to(torch.float64)).unsqueeze(0)             # 1 × C × (H+1)
+    c = coefficients.to(torch.float64).reshape(-1, 1, 1)
+    others = theirs - c * mine                                                # N × C × (H+1)
+    dots = (mine * others).sum(dim=-1)
+    mine2, others2 = (mine * mine).sum(dim=-1), (others * others).sum(dim=-1)
+    alive = others2 > 1e-12 * ((theirs * theirs).sum(dim=-1) + c.squeeze(-1) ** 2 * mine2)
+    den = mine2.sqrt() * torch.where(alive, others2, torch.zeros_like(others2)).sqrt()
     return _safe_ratio(dots, den).mean(dim=1)
 
 

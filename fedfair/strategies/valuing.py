@@ -28,6 +28,7 @@ from ..mechanism.valuations import (
     fedce_combine,
     fedce_gradient_scores,
     gtg_shapley,
+    loo_classwise_cosines,
     loo_cosines,
     output_layer,
     shares,
@@ -99,6 +100,15 @@ class Classwise(Valuation):
 
     def values(self, rv: RoundValues) -> torch.Tensor:
         return classwise_cosines(rv.inp.updates, rv.aggregate, self.layer)
+
+
+class LeaveOneOutClasswise(Classwise):
+    """The class-wise cosine against the others' aggregate: a free-rider's noise no longer agrees
+    with the part of the aggregate that is its own."""
+    name = "loo_classwise"
+
+    def values(self, rv: RoundValues) -> torch.Tensor:
+        return loo_classwise_cosines(rv.inp.updates, rv.coefficients, rv.aggregate, self.layer)
 
 
 class FedCE(Valuation):
@@ -187,8 +197,9 @@ class GTGShapley(Valuation):
         self.generator.set_state(state["generator"])
 
 
-CLASSES: dict[str, type[Valuation]] = {cls.name: cls for cls in (Cosine, LeaveOneOutCosine, Classwise, FedCE,
-                                                                   ValidationGradient, GTGShapley)}
+CLASSES: dict[str, type[Valuation]] = {cls.name: cls for cls in (Cosine, LeaveOneOutCosine, Classwise,
+                                                                   LeaveOneOutClasswise, FedCE, ValidationGradient,
+                                                                   GTGShapley)}
 
 
 def build_valuation(mechanism: MechanismConfig, ctx: ServerContext, seed: int = 0) -> Valuation:
@@ -202,11 +213,11 @@ def build_valuation(mechanism: MechanismConfig, ctx: ServerContext, seed: int = 
 def check_valuation(mechanism: MechanismConfig, layer_sizes: list[int], num_classes: int) -> None:
     """What the config alone cannot know: the model a valuation reads (one line, before any rank starts).
     A method that does not value uploads ignores the valuation, and so does this check."""
-    if mechanism.valuation == "classwise" and valued(mechanism.method):
+    if mechanism.valuation in ("classwise", "loo_classwise") and valued(mechanism.method):
         try:
             output_layer(layer_sizes, num_classes)
         except ValueError as e:
-            raise ValueError(f"mechanism.valuation = 'classwise' {e}") from None
+            raise ValueError(f"mechanism.valuation = {mechanism.valuation!r} {e}") from None
 
 
 def _validation(ctx: ServerContext, who: str) -> ServerContext:
