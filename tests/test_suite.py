@@ -493,12 +493,15 @@ def test_the_scoreboard_gives_the_hand_computed_numbers(suite_runs, tmp_path):
     assert float(c["server_gap"]) == pytest.approx(1.0)    # 86 against FedAvg's 85
     assert float(c["rho"]) == pytest.approx(pearson(CLA5_ALONE, CLA5_COSINE), abs=1e-4)
     assert (c["valuation_time_ratio"], c["wall_ratio"], c["wall_s_per_round"]) == ("1", "1", "5")
+    assert c["round_time_ratio"] == "1"  # 20 s / (20 - 2 + 2)
     assert (c["holds"], c["failed"]) == ("false", "gain")
     w = rows["cla5_classwise_s0"]
     assert [float(w[k]) for k in ("tau1", "tau2", "tau4")] == [0.0, 1.0, 1.0]
     assert float(w["worst_gain"]) == pytest.approx(1.0) and float(w["server_gap"]) == pytest.approx(-0.5)
     assert float(w["valuation_time_ratio"]) == pytest.approx(3.0)  # from server.csv: 3.0 s over 1.0 s
     assert float(w["wall_ratio"]) == pytest.approx(1.5) and (w["holds"], w["failed"]) == ("true", "")
+    # rule 5's cost is the same run's: 30 s / (30 - 3 + 1), not 30 s over another run's 20 s
+    assert float(w["round_time_ratio"]) == pytest.approx(30 / 28, abs=1e-5)
     f = rows["cla5_loo_cosine_s0"]
     assert (f["status"], f["error"], f["holds"]) == ("failed", "exit status 1: fedfair: error: boom", "")
     a = rows["adversaries6_cosine_s0"]
@@ -517,9 +520,9 @@ def test_the_scoreboard_gives_the_hand_computed_numbers(suite_runs, tmp_path):
     assert "precision float32" in md and "600 training samples per agent" in md and "validation set 1000" in md
     assert "seeds by valuation: cosine: 0, 1; loo_cosine, classwise: 0." in md
     assert "| cosine | ✗ gain (1/2) | ✗ floor | ✗ spread server:n/a | 0/3 | 1/4 | 1.00 | 1.00 |" in md
-    assert "| classwise | ✓ | – | – | 1/1 | 1/1 | 3.00 | 1.50 |" in md
+    assert "| classwise | ✓ | – | – | 1/1 | 1/1 | 3.00 | 1.07 |" in md
     assert "| loo_cosine | failed to run | – | – | 0/1 | 0/1 |  |  |" in md
-    assert "- classwise: 1 cells held against cosine's 0 (1 cells, seeds 0), wall time per round 1.50x" in md
+    assert "- classwise: 1 cells held against cosine's 0 (1 cells, seeds 0), round time 1.07x cosine's" in md
     assert "**Beat cosine: classwise.**" in md
     assert f"symmetry5_{ACCURACY_REFERENCE}_s0: timed out" in md
     assert "| cla5_cosine_s0 |" not in md and "| cosine | 0 | 0.30 | 1.00 | 0.80 | -2.0 | 1.0 |" in md

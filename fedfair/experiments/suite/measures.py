@@ -126,12 +126,19 @@ class CellResult:
     spread: dict[int, float | None] = field(default_factory=dict)         # middle and last checkpoints
     ratios: dict[str, float | None] = field(default_factory=dict)         # final r ratios (replication)
     valuation_time_ratio: float | None = None   # valuation_s / cosine_s, the same run
-    wall_ratio: float | None = None             # wall_s / the cosine run's wall_s
+    wall_ratio: float | None = None             # wall_s / the cosine run's wall_s (another run, another time)
+    wall_s: float | None = None
+    cosine_wall_s: float | None = None          # wall_s - valuation_s + cosine_s: the same run valuing by cosine
     wall_per_round: float | None = None
     r_floor: float = 1e-3
     holds: bool | None = None
     failed: list[str] = field(default_factory=list)
     curve: pd.Series | None = field(default=None, repr=False)   # tau (symmetry: spread) at every round
+
+    @property
+    def round_time_ratio(self) -> float | None:
+        """Round time over the same run's valuing by cosine (rule 5's cost)."""
+        return self.wall_s / self.cosine_wall_s if self.wall_s is not None and self.cosine_wall_s else None
 
 
 def judge(cell: CellResult, scenario: Scenario) -> list[str]:
@@ -234,14 +241,32 @@ def _wall_per_round(run: Run) -> float | None:
     return wall / rounds if wall is not None and rounds else None
 
 
-def valuation_time_ratio(run: Run) -> float | None:
-    """valuation_s / cosine_s of one run: summary.json's totals, else server.csv's columns summed."""
+def valuation_seconds(run: Run) -> tuple[float, float] | None:
+    """(valuation_s, cosine_s) of one run: summary.json's totals, else server.csv's columns summed."""
     v, c = num(run.summary.get("valuation_s")), num(run.summary.get("cosine_s"))
     if (v is None or c is None) and (run.path / "server.csv").is_file():
         server = pd.read_csv(run.path / "server.csv")
         if {"valuation_s", "cosine_s"} <= set(server.columns):
             v, c = float(server["valuation_s"].sum()), float(server["cosine_s"].sum())
-    return v / c if v is not None and c is not None and c > 0 else None
+    return (v, c) if v is not None and c is not None else None
+
+
+def valuation_time_ratio(run: Run) -> float | None:
+    """valuation_s / cosine_s of one run (both computed on the same uploads, every round)."""
+    vc = valuation_seconds(run)
+    return vc[0] / vc[1] if vc is not None and vc[1] > 0 else None
+
+
+def cosine_wall(run: Run) -> float | None:
+    """The run's wall time had it valued by cosine: wall_s − valuation_s + cosine_s, from the same run.
+
+    Why not the cosine run's wall time: suite runs are made hours apart, and a box that is busy
+    for one of them (a test run, another job) moves that ratio by 2× with no change in the
+    valuation; the same run's own seconds are not moved by the load of another time."""
+    wall, vc = num(run.summary.get("wall_s")), valuation_seconds(run)
+    if wall is None or vc is None or wall - vc[0] + vc[1] <= 0:
+        return None
+    return wall - vc[0] + vc[1]
 
 
 def measure(run: Run, scenario: Scenario, valuation: str, seed: int, baselines: dict[str, Run],
@@ -282,6 +307,7 @@ def measure(run: Run, scenario: Scenario, valuation: str, seed: int, baselines: 
         cell.server_gap = 100 * (float(s["server_acc"]) - float(fed.summary["server_acc"]))
     cell.valuation_time_ratio = valuation_time_ratio(run)
     cell.wall_per_round = _wall_per_round(run)
+    cell.wall_s, cell.cosine_wall_s = num(s.get("wall_s")), cosine_wall(run)
     mine, theirs = cell.wall_per_round, _wall_per_round(cosine) if cosine is not None else None
     cell.wall_ratio = mine / theirs if mine is not None and theirs else None
     if not table.empty:  # the figure's line: tau at every round (symmetry: the spread)

@@ -20,7 +20,7 @@ from .scenarios import BASELINES, COSINE, SCENARIO_BY_NAME, SCENARIOS, VALUATION
 
 RECORDS = ("config.toml", "summary.json", "agents.csv", "server.csv")
 MANIFEST = "suite.json"
-WALL_LIMIT = 2.0   # rule 5: at most 2x cosine's wall time per round
+WALL_LIMIT = 2.0   # rule 5: at most 2x cosine's round time
 MISSING = "–"
 
 
@@ -44,9 +44,9 @@ def _f(x: float | None, digits: int = 2) -> str:
 
 
 def wall_ratio(results: list[CellResult]) -> float | None:
-    """Wall time per round over these cells, as a ratio to their cosine runs' (ratio of the sums)."""
-    pairs = [(c.wall_per_round, c.wall_per_round / c.wall_ratio) for c in results
-             if c.wall_per_round is not None and c.wall_ratio]
+    """Round time over these cells as a ratio to the same runs valuing by cosine (ratio of the sums of
+    wall_s and wall_s - valuation_s + cosine_s; see measures.cosine_wall)."""
+    pairs = [(c.wall_s, c.cosine_wall_s) for c in results if c.wall_s is not None and c.cosine_wall_s]
     return sum(a for a, _ in pairs) / sum(b for _, b in pairs) if pairs else None
 
 
@@ -74,7 +74,8 @@ def columns(rounds: int) -> list[str]:
     return (["scenario", "valuation", "seed", "run", "status", "error", "rounds", f"tau{a}", f"tau{b}", f"tau{c}",
              "worst_gain", "server_gap", "rho", f"adv_r{a}", f"adv_r{b}", f"adv_r{c}", "adv_share",
              f"spread{b}", f"spread{c}"]
-            + ratio_names + ["valuation_time_ratio", "wall_ratio", "wall_s_per_round", "holds", "failed"])
+            + ratio_names + ["valuation_time_ratio", "round_time_ratio", "wall_ratio", "wall_s_per_round", "holds",
+                             "failed"])
 
 
 def csv_row(c: CellResult, rounds: int) -> dict[str, Any]:
@@ -90,7 +91,8 @@ def csv_row(c: CellResult, rounds: int) -> dict[str, Any]:
         row[f"spread{t}"] = _g(c.spread.get(t))
     row.update({k: _g(v) for k, v in c.ratios.items()})
     row.update({"worst_gain": _g(c.worst_gain), "server_gap": _g(c.server_gap), "rho": _g(c.rho),
-                "valuation_time_ratio": _g(c.valuation_time_ratio), "wall_ratio": _g(c.wall_ratio),
+                "valuation_time_ratio": _g(c.valuation_time_ratio), "round_time_ratio": _g(c.round_time_ratio),
+                "wall_ratio": _g(c.wall_ratio),
                 "wall_s_per_round": _g(c.wall_per_round),
                 "holds": "" if c.holds is None else str(c.holds).lower(), "failed": " ".join(c.failed)})
     return row
@@ -148,7 +150,8 @@ def summary_mark(cells_: list[CellResult]) -> str:
 
 
 def summary_table(results: list[CellResult], scenarios: list[str], valuations: list[str]) -> list[str]:
-    head = ["valuation", *scenarios, "held, seed 0", "held, all seeds", "valuation_s / cosine_s", "wall / cosine"]
+    head = ["valuation", *scenarios, "held, seed 0", "held, all seeds", "valuation_s / cosine_s",
+            "round time / cosine's"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in valuations:
         mine = [c for c in results if c.valuation == v]
@@ -164,10 +167,10 @@ def summary_table(results: list[CellResult], scenarios: list[str], valuations: l
 
 def verdict_lines(verdicts: list[Verdict]) -> list[str]:
     lines = [f"Rule 5 (issue 29): a valuation beats cosine when it holds strictly more cells than cosine on the "
-             f"seeds both ran, at <= {WALL_LIMIT:g}x cosine's wall time per round.", ""]
+             f"seeds both ran, at <= {WALL_LIMIT:g}x cosine's round time.", ""]
     for v in verdicts:
         lines.append(f"- {v.valuation}: {v.held} cells held against cosine's {v.cosine_held} "
-                     f"({v.cells} cells, seeds {', '.join(map(str, v.seeds))}), wall time per round "
+                     f"({v.cells} cells, seeds {', '.join(map(str, v.seeds))}), round time "
                      f"{_f(v.wall_ratio) + 'x' if v.wall_ratio is not None else 'unknown against'} cosine's: "
                      f"{'BEATS cosine' if v.beats else 'does not beat cosine'}")
     winners = [v.valuation for v in verdicts if v.beats]
@@ -186,7 +189,7 @@ def detail_table(scenario: str, results: list[CellResult], rounds: int) -> list[
     head += ["worst gain", "server gap", "ρ"]
     if sc.adversaries:
         head += [f"adversaries' r{t}" for t in (a, b, c)] + ["adversaries' reward / honest"]
-    head += [r.name for r in sc.ratios] + ["val_s/cos_s", "wall/cosine", "holds"]
+    head += [r.name for r in sc.ratios] + ["val_s/cos_s", "round time/cosine's", "wall/cosine run", "holds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell in results:
         if cell.status == "failed":
@@ -203,7 +206,7 @@ def detail_table(scenario: str, results: list[CellResult], rounds: int) -> list[
                 row += [" ".join(f"{x:.4f}" for x in r) if (r := cell.adversary_r.get(t)) else "" for t in (a, b, c)]
                 row += [" ".join(f"{x:.3f}" for x in s) if (s := cell.adversary_share) else ""]
             row += [_f(cell.ratios.get(r.name)) for r in sc.ratios]
-            row += [_f(cell.valuation_time_ratio), _f(cell.wall_ratio),
+            row += [_f(cell.valuation_time_ratio), _f(cell.round_time_ratio), _f(cell.wall_ratio),
                     "✓" if cell.holds else "✗ " + " ".join(cell.failed)]
         lines.append("| " + " | ".join(row) + " |")
     return lines
@@ -234,7 +237,10 @@ def markdown(loaded: SuiteRuns, results: list[CellResult], rounds: int, commands
            "## Summary (seed 0; k/n = cells held over the n seeds run)", "",
            *summary_table(results, scenarios, valuations), "",
            "valuation_s / cosine_s: the valuation's seconds over cosine's on the same uploads, same run (mean over "
-           "cells); wall / cosine: wall time per round over the cosine run's of the same scenario and seed.", "",
+           "cells); round time / cosine's: wall_s over wall_s - valuation_s + cosine_s, the same runs (ratio of "
+           "the sums): what valuing by this instead of cosine costs, measured where both ran on one box at one "
+           "time. The detail's wall/cosine run divides by the cosine run's wall time instead: runs made at "
+           "different times, so it also shows how busy the box was.", "",
            *verdict_lines(rule5(results)), "", "## Per scenario", "",
            "Gains and gaps in points; a blank is undefined (ρ when every agent ends at one accuracy, a measure whose "
            "baseline failed to run) or not measured in that scenario.", ""]
