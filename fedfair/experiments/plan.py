@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import NOT_FOR_FILES, Config, ConfigError, load_config
+from ..config import NOT_FOR_FILES, Config, ConfigError, load_config, load_recorded
 from ..methods import METHODS, REFERENCE, needs_validation, uses_beta
 from ..runtime.logs import reference_key
 
@@ -181,7 +181,7 @@ def finished_status(cfg: Config) -> tuple[str, str | None]:
     if not (cfg.run_dir / "summary.json").is_file():
         return "pending", None
     try:
-        old = load_config(cfg.run_dir / "config.toml")
+        old = load_recorded(cfg.run_dir / "config.toml")  # also one recorded before keys moved
     except (ConfigError, OSError) as e:
         return "conflict", f"finished run folder has an unreadable config.toml ({e})"
     a, b = comparable(old), comparable(cfg)
