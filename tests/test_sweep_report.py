@@ -238,10 +238,19 @@ def test_torchrun_command_starts_run_ranks_processes(tmp_path):
 def test_grid_syntax():
     assert sweep.split_values("[0,0.5],[0.1,0]") == ["[0,0.5]", "[0.1,0]"]
     assert sweep.parse_grid(["mechanism.beta=1,inf"]) == [("mechanism.beta", ["1", "inf"])]
-    for bad in (["beta=1"], ["mechanism.beta=1,,2"], ["mechanism.beta=1", "mechanism.beta=2"], ["run.name=a,b"]):
+    assert sweep.parse_grid(["mechanism.qffl.q=0,2"]) == [("mechanism.qffl.q", ["0", "2"])]  # a method's own table
+    for bad in (["beta=1"], ["a.b.c.d=1"], ["mechanism..q=1"], ["mechanism.beta=1,,2"], ["mechanism.beta=1", "mechanism.beta=2"], ["run.name=a,b"]):
         with pytest.raises(sweep.SweepError):
             sweep.parse_grid(bad)
     assert sweep.main(["--grid", "mechanism.bogus=1", "--out-dir", "x", "--dry-run"]) == 2
+    assert sweep.main(["--grid", "mechanism.qffl_q=1", "--out-dir", "x", "--dry-run"]) == 2  # moved: one line
+
+
+def test_a_grid_over_a_methods_own_setting(tmp_path):
+    runs = sweep.build(sweep.parse_args(["--grid", "mechanism.method=qffl", "--grid", "mechanism.qffl.q=0,2",
+                                         "--out-dir", str(tmp_path)]), [])
+    assert [(r.name, r.cfg.mechanism.qffl.q) for r in runs.runs] == [
+        ("digits-qffl-cla-a5-s0-qffl.q0", 0.0), ("digits-qffl-cla-a5-s0-qffl.q2", 2.0)]
 
 
 # ------------------------------------------------------------------ report: ρ's states, on hand-made runs

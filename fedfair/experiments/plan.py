@@ -81,15 +81,17 @@ def split_values(text: str) -> list[str]:
 
 
 def parse_grid(items: list[str]) -> list[tuple[str, list[str]]]:
-    """``--grid section.key=v1,v2`` items as (key, values), in the order given; a key may appear once."""
+    """``--grid section.key=v1,v2`` (or ``section.table.key=...``, e.g. a method's own setting
+    mechanism.qffl.q) items as (key, values), in the order given; a key may appear once."""
     grid: list[tuple[str, list[str]]] = []
     for item in items:
         if "=" not in item:
             raise SweepError(f"--grid {item!r} is invalid: expected section.key=v1,v2,...")
         key, text = item.split("=", 1)
         key = key.strip()
-        if key.count(".") != 1:
-            raise SweepError(f"--grid key {key!r} is invalid: expected section.key (e.g. mechanism.beta)")
+        if key.count(".") not in (1, 2) or not all(key.split(".")):
+            raise SweepError(f"--grid key {key!r} is invalid: expected section.key (e.g. mechanism.beta) or "
+                             "section.table.key (e.g. mechanism.qffl.q)")
         if key in (k for k, _ in grid):
             raise SweepError(f"--grid key {key!r} given twice: put all its values in one --grid")
         if key in ("run.name", "run.out_dir"):
