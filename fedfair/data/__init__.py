@@ -1,10 +1,11 @@
 """Data sets, partitions and the text pipeline for fedfair.
 
 Public API: :func:`load_task` -> :class:`TaskData`; :func:`make_shards` -> list of
-:class:`Shard` plus validation indices; :class:`DataError` for missing/corrupt files.
+:class:`Shard` plus validation indices; :class:`DataError` for missing/corrupt files,
+:class:`SettingError` for a bad value of one of make_shards' settings (it names the setting).
 """
 
-from .base import DataError, TaskData, pad_batch, stratified_split
+from .base import DataError, SettingError, TaskData, pad_batch, stratified_split
 from .holding import FeatureNoise
 from .shards import (
     Shard,
@@ -18,6 +19,7 @@ from .tasks import TASKS, canonical_name, load_task
 
 __all__ = [
     "DataError",
+    "SettingError",
     "FeatureNoise",
     "TaskData",
     "Shard",
