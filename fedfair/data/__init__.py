@@ -13,6 +13,8 @@ from .shards import (
     default_shard_size,
     default_val_size,
     make_shards,
+    planned_validation_size,
+    train_samples,
     validation_size,
 )
 from .tasks import TASKS, canonical_name, load_task
@@ -30,6 +32,8 @@ __all__ = [
     "default_val_size",
     "load_task",
     "make_shards",
+    "planned_validation_size",
+    "train_samples",
     "validation_size",
     "pad_batch",
     "stratified_split",

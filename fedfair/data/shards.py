@@ -29,6 +29,33 @@ def default_val_size(num_train: int) -> int:
     return max(1, min(DEFAULT_VAL_CAP, math.ceil(DEFAULT_VAL_FRACTION * num_train)))
 
 
+TRAIN_SAMPLES: dict[str, int] = {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000}
+"""Training samples of the data sets that ship their own test split (MNIST's pickle too: train + valid)."""
+SPLIT_SAMPLES: dict[str, int] = {"digits": 1797}
+"""Samples of the data sets without a test split: the run holds ``data.test_fraction`` of them out
+(``stratified_split``: ceil(fraction * n) for the test set, as scikit-learn's train_test_split)."""
+
+
+def train_samples(dataset: str, test_fraction: float) -> int | None:
+    """The training samples ``dataset`` has, from the config alone (no data loaded); None where it
+    depends on which source files are found (the text sets: MR's and SST-5's own files or the stand-in)."""
+    if dataset in TRAIN_SAMPLES:
+        return TRAIN_SAMPLES[dataset]
+    if dataset in SPLIT_SAMPLES:
+        n = SPLIT_SAMPLES[dataset]
+        return n - math.ceil(test_fraction * n)
+    return None
+
+
+def planned_validation_size(dataset: str, test_fraction: float, requested: int, needed: bool) -> int | None:
+    """:func:`validation_size` before any data is loaded (the sweep's planner): the same number the run
+    will hold out, or None when the data set's size is known only once it is read (see train_samples)."""
+    if requested != 0 or not needed:
+        return requested
+    n = train_samples(dataset, test_fraction)
+    return None if n is None else validation_size(requested, needed, n)
+
+
 def validation_size(requested: int, needed: bool, num_train: int) -> int:
     """The samples held out for the server's validation set: ``requested`` (data.val_size), or the
     default when the method ``needed`` one and none was requested."""

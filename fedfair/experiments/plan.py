@@ -241,12 +241,18 @@ def shared_val_size(cfg: Config, methods: list[str]) -> list[str]:
 
     The run would resolve 0 to this default itself (fedfair.run), but only the runs of validation
     methods would, so they would train on other shards than the rest; fixed for every run, all
-    methods share the data and the standalone reference. Empty when nothing needs fixing.
+    methods share the data and the standalone reference. Empty when nothing needs fixing. The size
+    is the data split's policy (``fedfair.data.shards``), computed from the config; only a text data
+    set, whose size depends on which of its source files are found, is read to count its samples.
     """
     if cfg.data.val_size != 0 or cfg.data.dataset == "files" or not any(needs_validation(m) for m in methods):
         return []
-    from ..data import default_val_size, load_task
+    from ..data import default_val_size, load_task, planned_validation_size
 
-    task = load_task(cfg.data.dataset, cfg.data.data_dir or None, seed=cfg.run.seed,
-                     test_fraction=cfg.data.test_fraction, image_pad=cfg.data.image_pad)
-    return [f"data.val_size={default_val_size(task.num_train)}"]
+    d = cfg.data
+    size = planned_validation_size(d.dataset, d.test_fraction, 0, True)
+    if size is None:
+        task = load_task(d.dataset, d.data_dir or None, seed=cfg.run.seed, test_fraction=d.test_fraction,
+                         image_pad=d.image_pad)
+        size = default_val_size(task.num_train)
+    return [f"data.val_size={size}"]
