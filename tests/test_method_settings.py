@@ -6,15 +6,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import typing
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from fedfair.config import MOVED, ConfigError, load_config, load_recorded, run_identity
+from fedfair.config import MOVED, ConfigError, MechanismConfig, load_config, load_recorded, run_identity
 from fedfair.experiments.plan import finished_status
-from fedfair.strategies import ServerContext, build_strategy
-from fedfair.strategies.settings import METHOD_SETTINGS, CFFLSettings, ECISettings, QFFLSettings, StandaloneSettings
+from fedfair.strategies import STRATEGIES, ServerContext, build_strategy
+from fedfair.strategies.settings import CFFLSettings, ECISettings, QFFLSettings, StandaloneSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_RUN = ROOT / "docs" / "results" / "mnist5" / "runs" / "mnist-standalone-cla-a5-s0"
@@ -37,8 +38,15 @@ def test_a_strategy_sees_its_own_table(method, override, want):
 
 
 def test_a_method_without_settings_has_none():
-    assert strategy("fedavg").settings is None
-    assert set(METHOD_SETTINGS) == {"standalone", "qffl", "cffl", "eci"}
+    assert strategy("fedavg").settings is None and strategy("cgsv").settings is None
+
+
+def test_each_strategy_declares_the_table_the_config_holds_for_it():
+    tables = typing.get_type_hints(MechanismConfig)
+    declared = {cls.name: typing.get_type_hints(cls).get("settings") for cls in STRATEGIES}
+    assert declared == {cls.name: tables.get(cls.name) for cls in STRATEGIES}
+    assert {k: v for k, v in declared.items() if v} == {
+        "standalone": StandaloneSettings, "qffl": QFFLSettings, "cffl": CFFLSettings, "eci": ECISettings}
 
 
 @pytest.mark.parametrize("old", sorted(MOVED))

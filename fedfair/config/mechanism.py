@@ -7,6 +7,7 @@ method and valuation is lives in the registries ``fedfair.methods`` and ``fedfai
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -14,7 +15,7 @@ from typing import Any, Literal
 from .. import valuations
 from ..methods import NAMES as METHOD_NAMES
 from ..methods import needs_validation, valued
-from ..strategies.settings import METHOD_SETTINGS, CFFLSettings, ECISettings, QFFLSettings, StandaloneSettings
+from ..strategies.settings import CFFLSettings, ECISettings, QFFLSettings, StandaloneSettings
 from .checks import _check, _check_choices
 
 Normalize = Literal["rescale", "clip", "none"]
@@ -142,8 +143,9 @@ class MechanismConfig:
         _check(self.audit_every >= 1, "mechanism.audit_every", self.audit_every, "must be >= 1")
 
     def settings_of(self, method: str) -> Any:
-        """The settings table of ``method`` ([mechanism.<method>]), None for a method without one."""
-        return getattr(self, method) if method in METHOD_SETTINGS else None
+        """The settings table of ``method`` (the [mechanism.<method>] table), None for a method without one."""
+        table = getattr(self, method, None)
+        return table if dataclasses.is_dataclass(table) else None
 
     def needs_validation(self) -> bool:
         """Whether the server needs its held-out validation set: for the method, the valuation or the audit."""

@@ -14,7 +14,6 @@ from .eu import EU
 from .fedavg import FedAvg
 from .qffl import QFFL
 from .rr import RoundRobin
-from .settings import METHOD_SETTINGS
 from .standalone import Standalone
 
 STRATEGIES: tuple[type[Strategy], ...] = (CGSV, Standalone, FedAvg, DW, EU, RoundRobin, QFFL, CFFL, ECI)
@@ -23,9 +22,6 @@ STRATEGIES: tuple[type[Strategy], ...] = (CGSV, Standalone, FedAvg, DW, EU, Roun
 REGISTRY: dict[str, type[Strategy]] = {cls.name: cls for cls in STRATEGIES}
 if tuple(REGISTRY) != NAMES:
     raise TypeError(f"fedfair.strategies.STRATEGIES names {tuple(REGISTRY)}, the registry {NAMES}")
-if not set(METHOD_SETTINGS) <= set(NAMES):
-    raise TypeError(f"fedfair.strategies.settings has tables for {sorted(set(METHOD_SETTINGS) - set(NAMES))}, "
-                    "which are not methods")
 
 
 def build_strategy(cfg: Config, ctx: ServerContext) -> Strategy:

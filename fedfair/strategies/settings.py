@@ -3,8 +3,10 @@
 
 This module imports no torch and nothing of fedfair but the config's checks, so the config (which
 builds these tables from TOML and validates them before any process group exists) and the command
-line tools read it without loading the strategies. A strategy sees its own table as
-``Strategy.settings``; ``METHOD_SETTINGS`` says which method has which table.
+line tools read it without loading the strategies. A method's table is the [mechanism] field named
+after the method (``MechanismConfig.settings_of``); its strategy declares it (``settings: QFFLSettings``)
+and sees it as ``Strategy.settings``. Method names are written in the registry and the method's own
+module only (tests/test_methods.py), so this module names none.
 """
 from __future__ import annotations
 
@@ -66,8 +68,3 @@ class ECISettings:
     def __post_init__(self) -> None:
         _check(self.permutations >= 1, "mechanism.eci.permutations", self.permutations, "must be >= 1")
 
-
-METHOD_SETTINGS: dict[str, type] = {"standalone": StandaloneSettings, "qffl": QFFLSettings, "cffl": CFFLSettings,
-                                    "eci": ECISettings}
-"""method name -> its settings table (a method without an entry has no settings of its own); the
-table is the [mechanism] field of the same name."""
