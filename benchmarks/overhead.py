@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
                     continue
                 rounds, extra = args.rounds, []
                 if method == "eci":
-                    rounds, extra = args.eci_rounds, [f"mechanism.eci_permutations={args.eci_permutations}"]
+                    rounds, extra = args.eci_rounds, [f"mechanism.eci.permutations={args.eci_permutations}"]
                 res = run_method(method, rounds, out, extra)
                 results.append(res)
                 print(f"  {method}: {res['wall']:.0f} s wall, overhead_ratio {res['ratio']}", flush=True)

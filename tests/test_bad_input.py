@@ -21,10 +21,8 @@ DEFAULT = str(ROOT / "configs" / "default.toml")
 WITHOUT_AUDIT = ["data.val_size=0", "mechanism.audit=none"]
 """The default job holds 100 images out for its Shapley audit; cases on other data leave both out."""
 E = "fedfair: error: "
-MECH_KEYS = ("method, alpha, beta, grad_norm, normalize, eps, grad_norm_decay, mask_scope, r_min, standalone_step, "
-             "qffl_q, cffl_threshold, cffl_alpha, eci_permutations, behaviours, valuation, norm_bound, "
-             "outlier_factor, audit, audit_every, "
-             "fedce, gtg")
+MECH_KEYS = ("method, alpha, beta, grad_norm, normalize, eps, grad_norm_decay, mask_scope, r_min, valuation, "
+             "norm_bound, outlier_factor, audit, audit_every, fedce, gtg, standalone, qffl, cffl, eci")
 
 # (id, overrides, expected message after 'fedfair: error: '); world size = data.agents + 1 unless given
 OVERRIDES = [
@@ -41,7 +39,18 @@ OVERRIDES = [
      "mechanism.method = 'fedprox' is invalid: one of cgsv, standalone, fedavg, dw, eu, rr, qffl, cffl, eci"),
     ("unknown key", ["mechanism.betta=2"], f"unknown config key mechanism.betta: [mechanism] has {MECH_KEYS}"),
     ("unknown section", ["nosuch.key=1"],
-     "unknown config section [nosuch]: expected one of run, data, train, mechanism, comm"),
+     "unknown config section [nosuch]: expected one of run, data, train, mechanism, comm, adversary"),
+    ("a key that moved", ["mechanism.qffl_q=2"],
+     "config key mechanism.qffl_q has moved to mechanism.qffl.q (in a config file: [mechanism.qffl] q = ...)"),
+    ("behaviours' old place", ["mechanism.behaviours=['honest']"],
+     "config key mechanism.behaviours has moved to adversary.behaviours (in a config file: [adversary] behaviours = "
+     "...)"),
+    ("q < 0", ["mechanism.qffl.q=-1"], "mechanism.qffl.q = -1.0 is invalid: must be a finite number >= 0"),
+    ("cffl alpha 0", ["mechanism.cffl.alpha=0"], "mechanism.cffl.alpha = 0.0 is invalid: must be a finite number > 0"),
+    ("eci permutations 0", ["mechanism.eci.permutations=0"],
+     "mechanism.eci.permutations = 0 is invalid: must be >= 1"),
+    ("unknown standalone step", ["mechanism.standalone.step=adam"],
+     "mechanism.standalone.step = 'adam' is invalid: one of gamma, sgd"),
     ("int as float", ["run.rounds=1.5"], "run.rounds = 1.5 is invalid: expected an integer"),
     ("int as word", ["run.rounds=ten"], "run.rounds = 'ten' is invalid: expected an integer"),
     ("bool as word", ["run.resume=maybe"], "run.resume = 'maybe' is invalid: expected true or false"),
@@ -83,11 +92,11 @@ OVERRIDES = [
     ("label noise > 1", ["data.label_noise=[1.5]"], "data.label_noise = [1.5] is invalid: fractions must be in [0, 1]"),
     ("label noise too long", ["data.agents=1", "data.label_noise=[0.1, 0.2]"],
      "data.label_noise = [0.1, 0.2] is invalid: at most one fraction per agent (1)"),
-    ("unknown behaviour", ["mechanism.behaviours=['honest', 'evil']"],
-     "mechanism.behaviours = ['honest', 'evil'] is invalid: entries must be one of honest, free_rider, sign_flipper, "
+    ("unknown behaviour", ["adversary.behaviours=['honest', 'evil']"],
+     "adversary.behaviours = ['honest', 'evil'] is invalid: entries must be one of honest, free_rider, sign_flipper, "
      "scaled, replayer, nan"),
-    ("too many behaviours", ["data.agents=1", "mechanism.behaviours=['honest', 'nan']"],
-     "mechanism.behaviours = ['honest', 'nan'] is invalid: at most one behaviour per agent (1)"),
+    ("too many behaviours", ["data.agents=1", "adversary.behaviours=['honest', 'nan']"],
+     "adversary.behaviours = ['honest', 'nan'] is invalid: at most one behaviour per agent (1)"),
     ("timeout 0", ["comm.timeout_s=0"], "comm.timeout_s = 0.0 is invalid: must be a number of seconds in (0, 1e6)"),
     ("timeout inf", ["comm.timeout_s=inf"], "comm.timeout_s = inf is invalid: must be a number of seconds in (0, 1e6)"),
     ("unknown backend", ["comm.backend=mpi"], "comm.backend = 'mpi' is invalid: one of auto, gloo, nccl"),

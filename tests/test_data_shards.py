@@ -221,3 +221,17 @@ def test_capped_pool_errors(digits):
         make_shards(digits, partition="cla", agents=5, seed=0, pool_size=5000, cla_pool="capped")
     with pytest.raises(ValueError, match="cla_pool must be one of"):
         make_shards(digits, partition="cla", agents=5, seed=0, cla_pool="small")
+
+
+def test_a_bad_setting_names_itself_for_the_caller_to_name_as_its_user_knows_it():
+    """make_shards' errors carry the setting (fedfair.runtime.setup names it data.<setting>; no regex)."""
+    from fedfair.data import SettingError, load_task, make_shards
+
+    task = load_task("digits")
+    with pytest.raises(SettingError) as e:
+        make_shards(task, partition="uni", agents=3, seed=0, pool_size=2)
+    assert e.value.setting == "pool_size"
+    assert e.value.named("data.pool_size") == "data.pool_size=2 is smaller than agents=3: UNI shards would be empty"
+    with pytest.raises(SettingError) as e:
+        make_shards(task, partition="cla", agents=2, seed=0, copy_of=[0, 2])
+    assert e.value.setting == "copy_of" and e.value.named("data.copy_of").startswith("data.copy_of[1]=2 must be 0")

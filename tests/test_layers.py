@@ -4,7 +4,8 @@ every module, also those inside functions, resolved to an absolute module name.
 - fedfair.mechanism imports no fedfair module outside itself, and no torch.distributed;
 - fedfair.strategies imports only the mechanism, the config and the registries (fedfair.methods,
   fedfair.valuations: pure data), no torch.distributed;
-- fedfair.runtime imports nothing of the experiment tools above it.
+- fedfair.runtime imports nothing of the experiment tools above it;
+- fedfair.config imports no torch and of the strategies only their settings tables (a torch-free leaf).
 """
 from __future__ import annotations
 
@@ -69,9 +70,16 @@ def test_relative_imports_resolve_to_absolute_names():
                     "fedfair.valuations"), ("torch.distributed",)),
     ("runtime", ("fedfair.runtime", "fedfair.mechanism", "fedfair.strategies", "fedfair.config", "fedfair.methods",
                  "fedfair.valuations", "fedfair.data", "fedfair.models", "fedfair.metrics"), EXPERIMENT_TOOLS),
+    ("config", ("fedfair.config", "fedfair.methods", "fedfair.valuations", "fedfair.strategies.settings"), ("torch",)),
 ])
 def test_imports_point_down_the_layers(layer, allowed, forbidden):
     assert violations(layer, allowed, forbidden) == []
+
+
+def test_method_settings_import_only_the_configs_checks():
+    """The one module of the strategies the config imports stays a leaf: no torch, nothing above the checks."""
+    found = [m for _, m in imports(PACKAGE / "strategies" / "settings.py") if within(m, ("fedfair", "torch"))]
+    assert found and all(within(m, ("fedfair.config.checks",)) for m in found), found
 
 
 def test_a_forbidden_import_is_caught(tmp_path, monkeypatch):

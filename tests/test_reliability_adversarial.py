@@ -40,7 +40,7 @@ def config(tmp: Path, name: str, *extra: str):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("adversarial")
-    hostile = run_local(config(tmp, "hostile", f"mechanism.behaviours={BEHAVIOURS!r}"))
+    hostile = run_local(config(tmp, "hostile", f"adversary.behaviours={BEHAVIOURS!r}"))
     honest = run_local(config(tmp, "honest"))
     return tmp, hostile, honest
 

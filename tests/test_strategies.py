@@ -68,7 +68,7 @@ def test_standalone_gamma_step_and_plain_sgd():
     assert not s.communicates
     torch.testing.assert_close(s.local_apply(w0, delta, 1), w0 + 0.5 * delta / (5.0 + 1e-7))
     torch.testing.assert_close(s.local_apply(w0, torch.zeros(3), 1), w0)  # a zero update stays zero
-    s = make("standalone", "mechanism.standalone_step=sgd")
+    s = make("standalone", "mechanism.standalone.step=sgd")
     torch.testing.assert_close(s.local_apply(w0, delta, 1), w0 + delta)
     empty = s.server_step(inp(U))  # the empty decision: the server model stays, nobody receives anything
     assert empty.server_delta is None and empty.rewards == [None] * 3
@@ -187,12 +187,12 @@ def test_rr_applies_raw_updates_in_turn_and_each_agent_gets_the_model_after_its_
 # ---------------------------------------------------------------- qffl
 
 def test_qffl_hand_computed_step_q1():
-    s = make("qffl", "mechanism.qffl_q=1")
+    s = make("qffl", "mechanism.qffl.q=1")
     assert s.extras == 1 and s.agent_extras(lambda: 0.25) == [0.25]
     updates = [[-0.5, 0.0], [0.0, 1.0]]       # w_bar - w
     losses = [[2.0], [1.0]]
     lr = 0.5
-    step = make("qffl", "mechanism.qffl_q=1", shard_sizes=(1, 1), layer_sizes=(2,)).server_step(
+    step = make("qffl", "mechanism.qffl.q=1", shard_sizes=(1, 1), layer_sizes=(2,)).server_step(
         inp(updates, extras=losses, lr=lr))
     # dw_k = (w - w_bar)/lr: [1, 0], [0, -2]; Delta_k = F dw: [2, 0], [0, -2]
     # h_k = q F^(q-1) |dw|^2 + F^q / lr = 1 + 4 = 5,  4 + 2 = 6
@@ -205,12 +205,12 @@ def test_qffl_hand_computed_step_q1():
 
 def test_qffl_q0_is_uniform_fedavg():
     updates = torch.tensor(U)
-    step = make("qffl", "mechanism.qffl_q=0").server_step(inp(U, extras=[[3.0], [0.1], [7.0]]))
+    step = make("qffl", "mechanism.qffl.q=0").server_step(inp(U, extras=[[3.0], [0.1], [7.0]]))
     torch.testing.assert_close(step.server_delta, updates.mean(0))
 
 
 def test_qffl_skips_rejected_uploads():
-    step = make("qffl", "mechanism.qffl_q=0").server_step(
+    step = make("qffl", "mechanism.qffl.q=0").server_step(
         inp(U, extras=[[3.0], [0.1], [7.0]], valid=[True, False, True]))
     torch.testing.assert_close(step.server_delta, (torch.tensor(U[0]) + torch.tensor(U[2])) / 2)
 
@@ -322,7 +322,7 @@ def test_eci_samples_permutations_above_eight_agents():
         calls.append(1)
         return float(model.sum())
 
-    s = make("eci", "mechanism.eci_permutations=4", "mechanism.grad_norm=1.0", shard_sizes=[1] * n,
+    s = make("eci", "mechanism.eci.permutations=4", "mechanism.grad_norm=1.0", shard_sizes=[1] * n,
              layer_sizes=(d,), accuracy=acc)
     updates = torch.rand(n, d, generator=torch.Generator().manual_seed(0)) + 0.1
     step = s.server_step(inp(updates))

@@ -223,7 +223,7 @@ def test_runs_on_todays_fields_load_with_the_base_regime(tmp_path):
         assert cfg.run_dir == tmp_path / f"{name}_{REFERENCE}_s1"
     noisy = suite_config(find_run(f"labelnoise5_{ACCURACY_REFERENCE}_s0", "mnist"), "mnist", tmp_path)
     assert noisy.data.label_noise == [0.2, 0.4, 0.6, 0.0, 0.0]
-    adv = suite_config(find_run(f"adversaries6_{REFERENCE}_s0", "mnist"), "mnist", tmp_path).mechanism
+    adv = suite_config(find_run(f"adversaries6_{REFERENCE}_s0", "mnist"), "mnist", tmp_path).adversary
     assert adv.behaviours == ["honest", "honest", "honest", "free_rider", "scaled", "sign_flipper"]
     for v in VALUATIONS:  # a valuation run is CGSV valuing by it, on the same data as its baselines
         cfg = suite_config(find_run(f"cla10_{v}_s0", "mnist"), "mnist", tmp_path)

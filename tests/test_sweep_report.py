@@ -238,10 +238,20 @@ def test_torchrun_command_starts_run_ranks_processes(tmp_path):
 def test_grid_syntax():
     assert sweep.split_values("[0,0.5],[0.1,0]") == ["[0,0.5]", "[0.1,0]"]
     assert sweep.parse_grid(["mechanism.beta=1,inf"]) == [("mechanism.beta", ["1", "inf"])]
-    for bad in (["beta=1"], ["mechanism.beta=1,,2"], ["mechanism.beta=1", "mechanism.beta=2"], ["run.name=a,b"]):
+    assert sweep.parse_grid(["mechanism.qffl.q=0,2"]) == [("mechanism.qffl.q", ["0", "2"])]  # a method's own table
+    for bad in (["beta=1"], ["a.b.c.d=1"], ["mechanism..q=1"],
+                ["mechanism.beta=1,,2"], ["mechanism.beta=1", "mechanism.beta=2"], ["run.name=a,b"]):
         with pytest.raises(sweep.SweepError):
             sweep.parse_grid(bad)
     assert sweep.main(["--grid", "mechanism.bogus=1", "--out-dir", "x", "--dry-run"]) == 2
+    assert sweep.main(["--grid", "mechanism.qffl_q=1", "--out-dir", "x", "--dry-run"]) == 2  # moved: one line
+
+
+def test_a_grid_over_a_methods_own_setting(tmp_path):
+    runs = sweep.build(sweep.parse_args(["--grid", "mechanism.method=qffl", "--grid", "mechanism.qffl.q=0,2",
+                                         "--out-dir", str(tmp_path)]), [])
+    assert [(r.name, r.cfg.mechanism.qffl.q) for r in runs.runs] == [
+        ("digits-qffl-cla-a5-s0-qffl.q0", 0.0), ("digits-qffl-cla-a5-s0-qffl.q2", 2.0)]
 
 
 # ------------------------------------------------------------------ report: ρ's states, on hand-made runs
@@ -344,3 +354,19 @@ def test_every_table_row_keeps_one_distinct_style_in_all_figure_panels():
     """A method's line must look the same in every partition's panel, and differ from the others'."""
     styles = [tuple(sorted(row_style(i).items())) for i in range(60)]
     assert len(set(styles)) == 60
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.1, 0.33])
+def test_the_planner_sizes_the_validation_set_from_the_config_without_loading_data(fraction, monkeypatch):
+    """The data split's policy (fedfair.data.shards) gives the planner the size the run will hold out;
+    for digits and the image sets it is computed from the config, no data set is loaded."""
+    import fedfair.data as data
+    from fedfair.experiments.plan import shared_val_size
+
+    loaded = data.load_task("digits", seed=0, test_fraction=fraction)
+    want = data.validation_size(0, True, loaded.num_train)
+    monkeypatch.setattr(data, "load_task", lambda *a, **k: pytest.fail("the planner loaded the data set"))
+    cfg = load_config(None, [f"data.test_fraction={fraction}"])
+    assert shared_val_size(cfg, ["cgsv", "cffl"]) == [f"data.val_size={want}"]
+    assert shared_val_size(load_config(None, ["data.dataset=mnist"]), ["eci"]) == ["data.val_size=1000"]
+    assert shared_val_size(cfg, ["cgsv", "fedavg"]) == []

@@ -7,7 +7,7 @@ B="['honest','honest','honest','honest','free_rider','sign_flipper','scaled','re
 # A run that already finished is kept (fedfair.run stops on an existing run folder): delete its folder to redo it.
 for n in clip none; do
   [ -f logs/adversarial-regimes/adversarial_9_$n/summary.json ] ||
-  nice -n 19 launch/local.sh configs/default.toml data.partition=uni data.agents=9 "mechanism.behaviours=$B" \
+  nice -n 19 launch/local.sh configs/default.toml data.partition=uni data.agents=9 "adversary.behaviours=$B" \
     mechanism.normalize=$n run.rounds=100 run.eval_every=10 run.name=adversarial_9_$n \
     run.out_dir=logs/adversarial-regimes comm.timeout_s=900 run.progress=false
   [ -f logs/adversarial-regimes/honest_9_$n/summary.json ] ||

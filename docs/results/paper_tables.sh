@@ -30,7 +30,7 @@ stage() {
     m10-beta) $py -m fedfair sweep --config $(cfg 10) --grid mechanism.method=cgsv \
           --grid mechanism.beta=1.2,1.5,2 --out-dir logs/mnist10 $fixed run.ranks=3 ;;
     m10-eci) $py -m fedfair sweep --config $(cfg 10) --grid mechanism.method=eci \
-          --out-dir logs/mnist10-eci $fixed run.ranks=3 mechanism.eci_permutations=1 ;;
+          --out-dir logs/mnist10-eci $fixed run.ranks=3 mechanism.eci.permutations=1 ;;
     # Reports, one per setting (run each once its runs are in)
     report-m5) $py -m fedfair report logs/mnist5 --out docs/results/mnist5 --title "MNIST, 5 agents" ;;
     report-m20) $py -m fedfair report logs/mnist20 --out docs/results/mnist20 --title "MNIST, 20 agents" ;;

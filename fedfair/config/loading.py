@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .checks import ConfigError, _check_choice
-from .sections import NOT_FOR_FILES, Config
+from .sections import MOVED, NOT_FOR_FILES, Config
 
 SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
 
@@ -72,6 +72,10 @@ def _build(cls: type, values: Any, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in values.items():
+        if f"{where}.{key}" in MOVED:
+            new = MOVED[f"{where}.{key}"]
+            table, leaf = new.rsplit(".", 1)
+            raise ConfigError(f"config key {where}.{key} has moved to {new} (in a config file: [{table}] {leaf} = ...)")
         if key not in hints:
             raise ConfigError(f"unknown config key {where}.{key}: [{where}] has {', '.join(hints)}")
         if dataclasses.is_dataclass(hints[key]):
@@ -136,6 +140,36 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
     return from_dict(apply_overrides(raw, overrides or []))
+
+
+def upgrade_recorded(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config recorded before keys moved (MOVED), with each old key at its new place (a copy)."""
+    out = _copy_tables(raw)
+    for old, new in MOVED.items():
+        *old_tables, old_key = old.split(".")
+        holder = out
+        for t in old_tables:
+            holder = holder.get(t) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict) or old_key not in holder:
+            continue
+        value = holder.pop(old_key)
+        *new_tables, new_key = new.split(".")
+        target = out
+        for t in new_tables:
+            target = target.setdefault(t, {})
+        target.setdefault(new_key, value)
+    return out
+
+
+def load_recorded(path: str | Path) -> Config:
+    """A run folder's config.toml, also one recorded before keys moved (read with them at their new place):
+    the experiment tools read old run folders; a config a user gives still names its keys as they are."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    return from_dict(upgrade_recorded(raw))
 
 
 def _toml_key(key: str) -> str:

@@ -1,17 +1,21 @@
 """The [mechanism] section: the reward method, CGSV's settings, the valuation and its tables.
 
-Per-valuation settings are tables of their own ([mechanism.fedce], [mechanism.gtg]); what each
+Per-valuation settings are tables of their own ([mechanism.fedce], [mechanism.gtg]), and so are
+per-method settings ([mechanism.standalone], [mechanism.qffl], [mechanism.cffl], [mechanism.eci]:
+declared next to the strategies, in the torch-free ``fedfair.strategies.settings``); what each
 method and valuation is lives in the registries ``fedfair.methods`` and ``fedfair.valuations``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from .. import valuations
 from ..methods import NAMES as METHOD_NAMES
 from ..methods import needs_validation, valued
+from ..strategies.settings import CFFLSettings, ECISettings, QFFLSettings, StandaloneSettings
 from .checks import _check, _check_choices
 
 Normalize = Literal["rescale", "clip", "none"]
@@ -19,8 +23,6 @@ Normalize = Literal["rescale", "clip", "none"]
 mechanism imports no config, so tests/test_choices.py checks the two agree)."""
 MaskScope = Literal["layer", "global"]
 """Top-k scope of rewards; the same choices as ``fedfair.mechanism.masks.SCOPES`` (checked likewise)."""
-Behaviour = Literal["honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan"]
-"""What an agent does with its update, for experiments (mechanism.behaviours)."""
 
 
 @dataclass
@@ -90,18 +92,6 @@ class MechanismConfig:
     """Top-k scope of rewards: layer (reference code, per parameter tensor) or global (paper eq. 5)."""
     r_min: float = 1e-3
     """Lower clamp of the importance coefficients before renormalising (reference code)."""
-    standalone_step: Literal["gamma", "sgd"] = "gamma"
-    """Standalone baseline: gamma (apply Gamma * dw/|dw|, the paper's numbers) or sgd (keep the local model)."""
-    qffl_q: float = 1.0
-    """q of q-FFL (q-FedAvg)."""
-    cffl_threshold: float = 0.0
-    """CFFL reputation threshold (0 = 1/(3N))."""
-    cffl_alpha: float = 5.0
-    """CFFL sharpening: reputations pass through sinh(alpha * rep)."""
-    eci_permutations: int = 50
-    """ECI permutation samples per round when N > 8 (exact Shapley below)."""
-    behaviours: list[Behaviour] = field(default_factory=list)
-    """Per-agent behaviour for experiments: honest, free_rider, sign_flipper, scaled, replayer, nan."""
     valuation: str = valuations.DEFAULT
     """How psi_i is computed each round (cgsv, dw, eu): cosine (the paper), loo_cosine, classwise,
     loo_classwise, fedce, val_gradient or gtg_shapley; ``fedfair/valuations.py`` says what each is and which
@@ -127,6 +117,14 @@ class MechanismConfig:
     """FedCE's settings (mechanism.valuation = fedce)."""
     gtg: GTGSettings = field(default_factory=GTGSettings)
     """GTG-Shapley's settings (mechanism.valuation = gtg_shapley, and the audit above 12 agents)."""
+    standalone: StandaloneSettings = field(default_factory=StandaloneSettings)
+    """Standalone's step (mechanism.method = standalone; part of every run's reference key)."""
+    qffl: QFFLSettings = field(default_factory=QFFLSettings)
+    """q-FFL's q (mechanism.method = qffl)."""
+    cffl: CFFLSettings = field(default_factory=CFFLSettings)
+    """CFFL's reputation threshold and sharpening (mechanism.method = cffl)."""
+    eci: ECISettings = field(default_factory=ECISettings)
+    """ECI's permutation samples (mechanism.method = eci)."""
 
     def __post_init__(self) -> None:
         _check_choices(self, "mechanism")
@@ -138,15 +136,16 @@ class MechanismConfig:
         _check(self.eps >= 0 and math.isfinite(self.eps), "mechanism.eps", self.eps, "must be a finite number >= 0")
         _check(0 < self.grad_norm_decay <= 1, "mechanism.grad_norm_decay", self.grad_norm_decay, "must be in (0, 1]")
         _check(0.0 <= self.r_min < 1.0, "mechanism.r_min", self.r_min, "must be in [0, 1)")
-        _check(self.qffl_q >= 0, "mechanism.qffl_q", self.qffl_q, "must be >= 0")
-        _check(self.cffl_threshold >= 0, "mechanism.cffl_threshold", self.cffl_threshold, "must be >= 0")
-        _check(self.cffl_alpha > 0, "mechanism.cffl_alpha", self.cffl_alpha, "must be > 0")
-        _check(self.eci_permutations >= 1, "mechanism.eci_permutations", self.eci_permutations, "must be >= 1")
         _check(self.valuation in valuations.NAMES, "mechanism.valuation", self.valuation,
                f"one of {', '.join(valuations.NAMES)}")
         _check(self.outlier_factor >= 0 and math.isfinite(self.outlier_factor), "mechanism.outlier_factor",
                self.outlier_factor, "must be a finite number >= 0 (0 = never out of bounds)")
         _check(self.audit_every >= 1, "mechanism.audit_every", self.audit_every, "must be >= 1")
+
+    def settings_of(self, method: str) -> Any:
+        """The settings table of ``method`` (the [mechanism.<method>] table), None for a method without one."""
+        table = getattr(self, method, None)
+        return table if dataclasses.is_dataclass(table) else None
 
     def needs_validation(self) -> bool:
         """Whether the server needs its held-out validation set: for the method, the valuation or the audit."""

@@ -260,6 +260,26 @@ class CommConfig:
         _check(0 < self.timeout_s < 1e6, "comm.timeout_s", self.timeout_s, "must be a number of seconds in (0, 1e6)")
 
 
+Behaviour = Literal["honest", "free_rider", "sign_flipper", "scaled", "replayer", "nan"]
+"""What an agent does with its update, for experiments (adversary.behaviours)."""
+
+
+@dataclass
+class AdversaryConfig:
+    """``[adversary]``: agents that do not play by the rules, injected for experiments (what a reward
+    mechanism must withstand). Its own section, not the mechanism's: it is a property of the agents,
+    and every method meets the same adversaries. (Process crashes for the reliability tests are
+    another thing: the FEDFAIR_FAULT variable of fedfair.runtime.faults.)"""
+
+    behaviours: list[Behaviour] = field(default_factory=list)
+    """Per-agent behaviour (missing entries = honest): honest; free_rider (uploads noise of an honest
+    norm); sign_flipper (uploads -dw); scaled (uploads 1e4 dw); replayer (uploads its last reward);
+    nan (uploads NaN, rejected by the server)."""
+
+    def __post_init__(self) -> None:
+        _check_choices(self, "adversary")
+
+
 @dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
@@ -267,6 +287,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     mechanism: MechanismConfig = field(default_factory=MechanismConfig)
     comm: CommConfig = field(default_factory=CommConfig)
+    adversary: AdversaryConfig = field(default_factory=AdversaryConfig)
 
     def __post_init__(self) -> None:
         n = self.data.agents
@@ -275,7 +296,7 @@ class Config:
         _check(self.run.participation == 1.0 or supports_partial(self.mechanism.method), "run.participation",
                self.run.participation, f"mechanism.method = {self.mechanism.method!r} does not define partial "
                f"participation; use 1 or one of {', '.join(PARTIAL_METHODS)}")
-        _check(len(self.mechanism.behaviours) <= n, "mechanism.behaviours", self.mechanism.behaviours,
+        _check(len(self.adversary.behaviours) <= n, "adversary.behaviours", self.adversary.behaviours,
                f"at most one behaviour per agent ({n})")
         _check(self.data.dataset != "files" or bool(self.data.val_file) or not needs_validation(self.mechanism.method),
                "data.val_file", self.data.val_file, f"mechanism.method = {self.mechanism.method!r} values uploads on "
@@ -315,14 +336,47 @@ LATER_FIELDS: dict[tuple[str, str], Any] = {
     ("data", "feature_noise"): [], ("data", "copy_of"): [], ("data", "repeats"): []}
 
 
+MOVED: dict[str, str] = {
+    "mechanism.standalone_step": "mechanism.standalone.step", "mechanism.qffl_q": "mechanism.qffl.q",
+    "mechanism.cffl_threshold": "mechanism.cffl.threshold", "mechanism.cffl_alpha": "mechanism.cffl.alpha",
+    "mechanism.eci_permutations": "mechanism.eci.permutations", "mechanism.behaviours": "adversary.behaviours"}
+"""Keys that moved to a table or section of their own: old dotted key -> new dotted key. A config
+giving an old key is an error naming the new place; run folders recorded before the move are read
+with their keys moved (``fedfair.config.loading.load_recorded``)."""
+
+
+def _pop(d: dict[str, Any], dotted: str) -> Any:
+    *tables, key = dotted.split(".")
+    for t in tables:
+        d = d[t]
+    return d.pop(key)
+
+
+def _put(d: dict[str, Any], dotted: str, value: Any) -> None:
+    *tables, key = dotted.split(".")
+    for t in tables:
+        d = d.setdefault(t, {})
+    d[key] = value
+
+
 def run_identity(cfg: Config) -> dict[str, dict[str, Any]]:
     """The config as part of a run's identity (fairness reference key, checkpoints).
 
     Fields of LATER_FIELDS are left out at their old value, so keys and checkpoints written
     before the fields existed still match (a missing key = the default); cla_pool counts as full
-    outside CLA, where it changes nothing.
+    outside CLA, where it changes nothing. MOVED keys are written at their old place, so a
+    checkpoint written before they moved still fits.
     """
     d = cfg.to_dict()
+    for old, new in MOVED.items():
+        _put(d, old, _pop(d, new))
+    for table in {new.rsplit(".", 1)[0] for new in MOVED.values()}:  # the emptied tables and sections
+        *parents, name = table.split(".")
+        holder = d
+        for t in parents:
+            holder = holder[t]
+        if not holder[name]:
+            del holder[name]
     if cfg.data.partition != "cla":
         d["data"]["cla_pool"] = LATER_FIELDS[("data", "cla_pool")]
     for (sec, key), old in LATER_FIELDS.items():

@@ -10,6 +10,25 @@ import torch
 from torch import Tensor
 
 
+class SettingError(ValueError):
+    """A bad value of one of the data split's settings (an argument of ``make_shards``: pool_size,
+    shard_size, val_size, label_noise, feature_noise, copy_of, repeats, partition).
+
+    ``setting`` names it as the data layer does and the message begins with that name, so the
+    caller, which knows where the value came from, names it as its user knows it (:meth:`named`:
+    the run says data.pool_size, ``fedfair.runtime.setup``).
+    """
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+    def named(self, name: str) -> str:
+        """The message with the setting called ``name`` where it begins (e.g. data.pool_size=5000 must be ...)."""
+        text = str(self)
+        return name + text[len(self.setting):] if text.startswith(self.setting) else f"{name}: {text}"
+
+
 class DataError(ValueError):
     """Data files missing or unreadable.
 

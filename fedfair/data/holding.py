@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .base import SettingError
+
 if TYPE_CHECKING:
     from .shards import Shard
 
@@ -43,7 +45,7 @@ class FeatureNoise:
 def _per_agent(name: str, values: Sequence[Any], agents: int, missing: Any) -> list[Any]:
     values = list(values)
     if len(values) > agents:
-        raise ValueError(f"{name}={values} has {len(values)} entries but there are only agents={agents}")
+        raise SettingError(name, f"{name}={values} has {len(values)} entries but there are only agents={agents}")
     return values + [missing] * (agents - len(values))
 
 
@@ -67,25 +69,31 @@ class Holding:
         fractions = [float(v) for v in _per_agent("label_noise", label_noise, agents, 0.0)]
         for i, v in enumerate(sigmas):
             if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"feature_noise[{i}]={v} must be a finite number >= 0 (a standard deviation)")
+                raise SettingError("feature_noise",
+                                   f"feature_noise[{i}]={v} must be a finite number >= 0 (a standard deviation)")
         if task_kind == "text" and any(sigmas):
-            raise ValueError(f"feature_noise={list(feature_noise)} applies to image and tabular inputs, not to "
-                             "text (token ids)")
+            raise SettingError("feature_noise",
+                               f"feature_noise={list(feature_noise)} applies to image and tabular inputs, not to "
+                               "text (token ids)")
         for i, k in enumerate(times):
             if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-                raise ValueError(f"repeats[{i}]={k!r} must be an integer >= 1 (times agent {i + 1} holds its shard)")
+                raise SettingError("repeats",
+                                   f"repeats[{i}]={k!r} must be an integer >= 1 (times agent {i + 1} holds its shard)")
         for i, j in enumerate(sources):
             agent = i + 1
             if isinstance(j, bool) or not isinstance(j, (int, np.integer)) or not 0 <= j <= agents or j == agent:
-                raise ValueError(f"copy_of[{i}]={j!r} must be 0 (agent {agent}'s own shard) or another agent "
-                                 f"1..{agents}")
+                raise SettingError("copy_of",
+                                   f"copy_of[{i}]={j!r} must be 0 (agent {agent}'s own shard) or another agent "
+                                   f"1..{agents}")
             if j and sources[j - 1]:
-                raise ValueError(f"copy_of[{i}]={j}: agent {j} is itself a copy (of agent {sources[j - 1]}); "
-                                 f"let agent {agent} copy agent {sources[j - 1]}")
+                raise SettingError("copy_of",
+                                   f"copy_of[{i}]={j}: agent {j} is itself a copy (of agent {sources[j - 1]}); "
+                                   f"let agent {agent} copy agent {sources[j - 1]}")
             if j and (sigmas[i] or fractions[i]):
-                raise ValueError(f"copy_of[{i}]={j}: agent {agent} holds agent {j}'s shard as agent {j} holds it "
-                                 f"(labels and feature noise included), so its own label_noise and feature_noise "
-                                 "must be 0")
+                raise SettingError("copy_of",
+                                   f"copy_of[{i}]={j}: agent {agent} holds agent {j}'s shard as agent {j} holds it "
+                                   f"(labels and feature noise included), so its own label_noise and feature_noise "
+                                   "must be 0")
         return cls(tuple(sigmas), tuple(int(j) for j in sources), tuple(int(k) for k in times))
 
     def hold(self, shards: list[Shard], seeds: Sequence[np.random.SeedSequence]) -> list[Shard]:

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from .base import SettingError
+
 #: Power-law exponent of the reference code's POW split.
 POW_ALPHA = 1.65911332899
 
@@ -30,7 +32,8 @@ def uni(pool_size: int, agents: int, rng: np.random.Generator) -> list[np.ndarra
     _check_agents(agents)
     size = pool_size // agents
     if size < 1:
-        raise ValueError(f"pool_size={pool_size} is smaller than agents={agents}: UNI shards would be empty")
+        raise SettingError("pool_size",
+                           f"pool_size={pool_size} is smaller than agents={agents}: UNI shards would be empty")
     perm = rng.permutation(pool_size).astype(np.int64)
     return [perm[i * size : (i + 1) * size].copy() for i in range(agents)]
 
@@ -86,7 +89,7 @@ def cla(
     Returns positions into ``labels``; every shard has exactly ``shard_size`` entries.
     """
     if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        raise SettingError("shard_size", f"shard_size must be >= 1, got {shard_size}")
     labels = np.asarray(labels, dtype=np.int64)
     counts = cla_class_counts(agents, num_classes)
     by_class = [np.flatnonzero(labels == k).astype(np.int64) for k in range(num_classes)]
@@ -109,8 +112,9 @@ def disjoint_blocks(agents: int, num_classes: int) -> list[list[int]]:
     larger blocks first (C=10, N=5: {0,1}, {2,3}, ...; C=10, N=3: {0..3}, {4..6}, {7..9})."""
     _check_agents(agents)
     if agents > num_classes:
-        raise ValueError(f"partition=disjoint gives every agent its own classes, so agents={agents} must be at "
-                         f"most the {num_classes} classes of the data")
+        raise SettingError("partition",
+                           f"partition=disjoint gives every agent its own classes, so agents={agents} must be at "
+                           f"most the {num_classes} classes of the data")
     return [b.tolist() for b in np.array_split(np.arange(num_classes), agents)]
 
 
@@ -133,20 +137,22 @@ def disjoint(
     scenario). Returns positions into ``labels``, class by class.
     """
     if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        raise SettingError("shard_size", f"shard_size must be >= 1, got {shard_size}")
     labels = np.asarray(labels, dtype=np.int64)
     by_class = [np.flatnonzero(labels == k).astype(np.int64) for k in range(num_classes)]
     out: list[np.ndarray] = []
     for agent, block in enumerate(disjoint_blocks(agents, num_classes), start=1):
         if shard_size < len(block):
-            raise ValueError(f"shard_size={shard_size} is smaller than agent {agent}'s {len(block)} classes "
-                             "(partition disjoint)")
+            raise SettingError("shard_size",
+                               f"shard_size={shard_size} is smaller than agent {agent}'s {len(block)} classes "
+                               "(partition disjoint)")
         parts = []
         for k, count in zip(block, disjoint_counts(shard_size, len(block))):
             if by_class[k].size < count:
-                raise ValueError(f"shard_size={shard_size} needs {count} samples of class {k} for agent {agent} "
-                                 f"(partition disjoint, drawn without replacement), but the data holds "
-                                 f"{by_class[k].size} outside the validation set")
+                raise SettingError("shard_size",
+                                   f"shard_size={shard_size} needs {count} samples of class {k} for agent {agent} "
+                                   f"(partition disjoint, drawn without replacement), but the data holds "
+                                   f"{by_class[k].size} outside the validation set")
             parts.append(rng.choice(by_class[k], size=count, replace=False))
         out.append(np.concatenate(parts).astype(np.int64))
     return out

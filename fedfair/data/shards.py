@@ -11,7 +11,7 @@ import torch
 
 from ..config.sections import ClaPool, Partition
 from . import partitions
-from .base import TaskData
+from .base import SettingError, TaskData
 from .holding import FeatureNoise, Holding
 
 DEFAULT_VAL_FRACTION = 0.1
@@ -27,6 +27,33 @@ def default_val_size(num_train: int) -> int:
     """The validation size a method that needs one (cffl, eci) gets when data.val_size = 0: 10% of
     the training data, at most DEFAULT_VAL_CAP."""
     return max(1, min(DEFAULT_VAL_CAP, math.ceil(DEFAULT_VAL_FRACTION * num_train)))
+
+
+TRAIN_SAMPLES: dict[str, int] = {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000}
+"""Training samples of the data sets that ship their own test split (MNIST's pickle too: train + valid)."""
+SPLIT_SAMPLES: dict[str, int] = {"digits": 1797}
+"""Samples of the data sets without a test split: the run holds ``data.test_fraction`` of them out
+(``stratified_split``: ceil(fraction * n) for the test set, as scikit-learn's train_test_split)."""
+
+
+def train_samples(dataset: str, test_fraction: float) -> int | None:
+    """The training samples ``dataset`` has, from the config alone (no data loaded); None where it
+    depends on which source files are found (the text sets: MR's and SST-5's own files or the stand-in)."""
+    if dataset in TRAIN_SAMPLES:
+        return TRAIN_SAMPLES[dataset]
+    if dataset in SPLIT_SAMPLES:
+        n = SPLIT_SAMPLES[dataset]
+        return n - math.ceil(test_fraction * n)
+    return None
+
+
+def planned_validation_size(dataset: str, test_fraction: float, requested: int, needed: bool) -> int | None:
+    """:func:`validation_size` before any data is loaded (the sweep's planner): the same number the run
+    will hold out, or None when the data set's size is known only once it is read (see train_samples)."""
+    if requested != 0 or not needed:
+        return requested
+    n = train_samples(dataset, test_fraction)
+    return None if n is None else validation_size(requested, needed, n)
 
 
 def validation_size(requested: int, needed: bool, num_train: int) -> int:
@@ -57,7 +84,8 @@ class Shard:
         if self.noise is None:
             return None
         if task.kind == "text":
-            raise ValueError(f"feature_noise applies to image and tabular inputs, but {task.name} is text")
+            raise SettingError("feature_noise",
+                               f"feature_noise applies to image and tabular inputs, but {task.name} is text")
         x = task.train_x[torch.from_numpy(self.indices)]
         z = self.noise.draw(tuple(x.shape[1:]))
         reps = len(self) // self.noise.rows
@@ -133,21 +161,19 @@ def make_shards(
     """
     partition = partition.lower()
     if partition not in PARTITIONS:
-        raise ValueError(f"partition must be one of {PARTITIONS}, got {partition!r}")
+        raise SettingError("partition", f"partition must be one of {PARTITIONS}, got {partition!r}")
     if cla_pool not in CLA_POOLS:
         raise ValueError(f"cla_pool must be one of {CLA_POOLS}, got {cla_pool!r}")
     if agents < 1:
         raise ValueError(f"agents must be >= 1, got {agents}")
     label_noise = list(label_noise)
     if len(label_noise) > agents:
-        raise ValueError(
-            f"label_noise has {len(label_noise)} entries but there are only agents={agents}"
-        )
+        raise SettingError("label_noise",
+                           f"label_noise has {len(label_noise)} entries but there are only agents={agents}")
     n = task.num_train
     if val_size < 0 or val_size >= n:
-        raise ValueError(
-            f"val_size={val_size} must be in [0, {n - 1}]: the training data has {n} samples"
-        )
+        raise SettingError("val_size",
+                           f"val_size={val_size} must be in [0, {n - 1}]: the training data has {n} samples")
     holding = Holding.checked(agents, task.kind, feature_noise, copy_of, repeats, label_noise)
     val_seq, part_seq, noise_seq, pool_seq, feature_seq = np.random.SeedSequence(seed).spawn(5)
     perm = np.random.default_rng(val_seq).permutation(n).astype(np.int64)
@@ -159,10 +185,8 @@ def make_shards(
     def checked_pool_size() -> int:
         size = default_pool_size(task.name, agents, available.size) if pool_size is None else pool_size
         if size < 1 or size > available.size:
-            raise ValueError(
-                f"pool_size={size} must be in [1, {available.size}]: {task.name} has "
-                f"{n} training samples, {val_size} held out for validation"
-            )
+            raise SettingError("pool_size", f"pool_size={size} must be in [1, {available.size}]: {task.name} has "
+                                            f"{n} training samples, {val_size} held out for validation")
         return size
 
     if partition in ("uni", "pow"):
@@ -180,7 +204,7 @@ def make_shards(
         if shard_size is None:
             shard_size = default_shard_size(task.name, agents, available.size)
         if shard_size < 1:
-            raise ValueError(f"shard_size={shard_size} must be >= 1")
+            raise SettingError("shard_size", f"shard_size={shard_size} must be >= 1")
         source = available
         if cla_pool == "capped":
             source = capped_pool(available, checked_pool_size(), np.random.default_rng(pool_seq))
@@ -195,6 +219,6 @@ def make_shards(
         if frac > 0:
             labels = partitions.corrupt_labels(labels, frac, task.num_classes, noise_rngs[i])
         elif frac < 0:
-            raise ValueError(f"label_noise[{i}]={frac} must be in [0, 1]")
+            raise SettingError("label_noise", f"label_noise[{i}]={frac} must be in [0, 1]")
         shards.append(Shard(indices=ix.astype(np.int64), labels=labels))
     return holding.hold(shards, feature_seq.spawn(agents)), val_idx

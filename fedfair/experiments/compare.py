@@ -162,7 +162,7 @@ def compare(config: str | None, methods: list[str], out_dir: str, overrides: lis
     split = c.data.agent_files if c.data.dataset == "files" else c.data.partition.upper()  # the parties' own files
     header = (f"fedfair.compare: {c.data.dataset}, {c.data.agents} agents, {split}, "
               f"{c.run.rounds} rounds, seed {c.run.seed}, Gamma {c.mechanism.grad_norm:g}, "
-              f"beta {c.mechanism.beta:g}, standalone_step {c.mechanism.standalone_step}, "
+              f"beta {c.mechanism.beta:g}, standalone step {c.mechanism.standalone.step}, "
               f"val_size {c.data.val_size}, launcher {launcher}"
               f"{'; reused earlier runs: ' + ', '.join(reused) if reused else ''}\n\n"
               f"command: {' '.join(command)}")

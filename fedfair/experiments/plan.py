@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import NOT_FOR_FILES, Config, ConfigError, load_config
+from ..config import NOT_FOR_FILES, Config, ConfigError, load_config, load_recorded
 from ..methods import METHODS, REFERENCE, needs_validation, uses_beta
 from ..runtime.logs import reference_key
 
@@ -81,15 +81,17 @@ def split_values(text: str) -> list[str]:
 
 
 def parse_grid(items: list[str]) -> list[tuple[str, list[str]]]:
-    """``--grid section.key=v1,v2`` items as (key, values), in the order given; a key may appear once."""
+    """``--grid section.key=v1,v2`` (or ``section.table.key=...``, e.g. a method's own setting
+    mechanism.qffl.q) items as (key, values), in the order given; a key may appear once."""
     grid: list[tuple[str, list[str]]] = []
     for item in items:
         if "=" not in item:
             raise SweepError(f"--grid {item!r} is invalid: expected section.key=v1,v2,...")
         key, text = item.split("=", 1)
         key = key.strip()
-        if key.count(".") != 1:
-            raise SweepError(f"--grid key {key!r} is invalid: expected section.key (e.g. mechanism.beta)")
+        if key.count(".") not in (1, 2) or not all(key.split(".")):
+            raise SweepError(f"--grid key {key!r} is invalid: expected section.key (e.g. mechanism.beta) or "
+                             "section.table.key (e.g. mechanism.qffl.q)")
         if key in (k for k, _ in grid):
             raise SweepError(f"--grid key {key!r} given twice: put all its values in one --grid")
         if key in ("run.name", "run.out_dir"):
@@ -181,7 +183,7 @@ def finished_status(cfg: Config) -> tuple[str, str | None]:
     if not (cfg.run_dir / "summary.json").is_file():
         return "pending", None
     try:
-        old = load_config(cfg.run_dir / "config.toml")
+        old = load_recorded(cfg.run_dir / "config.toml")  # also one recorded before keys moved
     except (ConfigError, OSError) as e:
         return "conflict", f"finished run folder has an unreadable config.toml ({e})"
     a, b = comparable(old), comparable(cfg)
@@ -239,12 +241,18 @@ def shared_val_size(cfg: Config, methods: list[str]) -> list[str]:
 
     The run would resolve 0 to this default itself (fedfair.run), but only the runs of validation
     methods would, so they would train on other shards than the rest; fixed for every run, all
-    methods share the data and the standalone reference. Empty when nothing needs fixing.
+    methods share the data and the standalone reference. Empty when nothing needs fixing. The size
+    is the data split's policy (``fedfair.data.shards``), computed from the config; only a text data
+    set, whose size depends on which of its source files are found, is read to count its samples.
     """
     if cfg.data.val_size != 0 or cfg.data.dataset == "files" or not any(needs_validation(m) for m in methods):
         return []
-    from ..data import default_val_size, load_task
+    from ..data import default_val_size, load_task, planned_validation_size
 
-    task = load_task(cfg.data.dataset, cfg.data.data_dir or None, seed=cfg.run.seed,
-                     test_fraction=cfg.data.test_fraction, image_pad=cfg.data.image_pad)
-    return [f"data.val_size={default_val_size(task.num_train)}"]
+    d = cfg.data
+    size = planned_validation_size(d.dataset, d.test_fraction, 0, True)
+    if size is None:
+        task = load_task(d.dataset, d.data_dir or None, seed=cfg.run.seed, test_fraction=d.test_fraction,
+                         image_pad=d.image_pad)
+        size = default_val_size(task.num_train)
+    return [f"data.val_size={size}"]

@@ -49,7 +49,7 @@ class Agent:
         # its own noisy copy of its inputs (data.feature_noise), drawn here: only the hosting rank holds it
         self.trainer = LocalTrainer(model, task, shard.indices, shard.labels, cfg.train, self.generator,
                                     inputs=shard.inputs(task))
-        behaviours = cfg.mechanism.behaviours
+        behaviours = cfg.adversary.behaviours
         self.behaviour = behaviours[index - 1] if index - 1 < len(behaviours) else "honest"
         self.last_reward = torch.zeros_like(self.w) if self.behaviour == "replayer" else torch.zeros(0)
         self.pending: tuple[float, float, float, float] = (0.0, math.nan, math.nan, math.nan)

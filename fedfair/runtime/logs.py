@@ -117,11 +117,12 @@ def reference_key(cfg: Config) -> str:
     """What must match for a standalone run to serve as another run's fairness reference: the
     data, the local training, seed, rounds, and the step standalone takes (Γ, its schedule, the
     normaliser and its ε). Settings added later are named only when not at their old default
-    (``run_identity``), so keys recorded before they existed still match.
+    (``run_identity``), so keys recorded before they existed still match; Standalone's step keeps
+    the name it had before it moved to [mechanism.standalone] (``standalone_step``) for the same reason.
     """
     ident = run_identity(cfg)
     key = {"data": ident["data"], "train": ident["train"], "seed": cfg.run.seed, "rounds": cfg.run.rounds,
-           "grad_norm": cfg.mechanism.grad_norm, "standalone_step": cfg.mechanism.standalone_step}
+           "grad_norm": cfg.mechanism.grad_norm, "standalone_step": cfg.mechanism.standalone.step}
     key.update({k: ident["mechanism"][k] for k in ("normalize", "eps", "grad_norm_decay") if k in ident["mechanism"]})
     return json.dumps(key, sort_keys=True)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 
 import numpy as np
@@ -42,14 +41,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-DATA_ARGS = ("pool_size", "shard_size", "val_size", "label_noise", "feature_noise", "copy_of", "repeats", "partition")
-"""make_shards' arguments that are data.* fields: its messages name them as ``arg=value``."""
-
-
 def one_line(message: str) -> str:
-    """Bad-input messages are one line, and name config fields as the config does."""
-    text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
-    return re.sub(rf"(?<![.\w])({'|'.join(DATA_ARGS)})(?=[=\[])", r"data.\1", text)
+    """Bad-input messages are one line (each names its config field where it is raised: a data-layer
+    setting by ``fedfair.runtime.setup.prepare``, which knows which data.* field it came from)."""
+    return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
 
 
 def fail(message: str, rank: int = 0, code: int = 2) -> None:

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import Config
-from ..data import Shard, TaskData, load_task, make_shards, validation_size
+from ..data import SettingError, Shard, TaskData, load_task, make_shards, validation_size
 from ..data.party_files import PartyData
 from ..methods import needs_validation
 from ..models import build_model as build_network
@@ -56,11 +56,14 @@ def prepare(cfg: Config, rank: int | None = None, world_size: int | None = None)
     val_size = validation_size(cfg.data.val_size, needs_validation(cfg.mechanism.method), task.num_train)
     if val_size != cfg.data.val_size:
         cfg = replace(cfg, data=replace(cfg.data, val_size=val_size))
-    shards, val = make_shards(task, partition=cfg.data.partition, agents=cfg.data.agents, seed=cfg.run.seed,
-                              pool_size=cfg.data.pool_size or None, shard_size=cfg.data.shard_size or None,
-                              label_noise=cfg.data.label_noise, val_size=cfg.data.val_size,
-                              cla_pool=cfg.data.cla_pool, feature_noise=cfg.data.feature_noise,
-                              copy_of=cfg.data.copy_of, repeats=cfg.data.repeats)
+    try:
+        shards, val = make_shards(task, partition=cfg.data.partition, agents=cfg.data.agents, seed=cfg.run.seed,
+                                  pool_size=cfg.data.pool_size or None, shard_size=cfg.data.shard_size or None,
+                                  label_noise=cfg.data.label_noise, val_size=cfg.data.val_size,
+                                  cla_pool=cfg.data.cla_pool, feature_noise=cfg.data.feature_noise,
+                                  copy_of=cfg.data.copy_of, repeats=cfg.data.repeats)
+    except SettingError as e:  # each of make_shards' settings is the data.* field of the same name
+        raise SetupError(e.named(f"data.{e.setting}")) from None
     return Setup(task, shards, val, model_name, config=cfg)
 
 

@@ -1,53 +1,27 @@
 """Reward methods, one module each, behind ``Strategy``; looked up by ``mechanism.method``.
 
 Which methods exist, and what each is, is ``fedfair.methods`` (pure data, no torch: the config
-and the command line read it without loading these classes); ``STRATEGIES`` lists the classes,
-each of which takes its facts from that registry by its ``name``.
+and the command line read it without loading these classes); ``STRATEGIES`` (``registry.py``)
+lists the classes, each of which takes its facts from that registry by its ``name``. Each
+method's own settings are ``settings.py``, torch-free, which the config imports: so this package
+loads its classes (and torch) only when one of the names below is first asked for.
 """
 from __future__ import annotations
 
-import dataclasses
+import importlib
+from typing import Any
 
-from ..config import Config
-from ..methods import NAMES, needs_validation
-from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy
-from .cffl import CFFL
-from .cgsv import CGSV
-from .dw import DW
-from .eci import ECI
-from .eu import EU
-from .fedavg import FedAvg
-from .qffl import QFFL
-from .rr import RoundRobin
-from .standalone import Standalone
+from .. import config as _config  # noqa: F401  (the config imports .settings: loaded first, either entry works)
 
-STRATEGIES: tuple[type[Strategy], ...] = (CGSV, Standalone, FedAvg, DW, EU, RoundRobin, QFFL, CFFL, ECI)
-"""Every method's class, in the registry's order (fedfair.methods.METHODS)."""
+_HOMES = {"Reward": "base", "RoundInput": "base", "ServerContext": "base", "ServerStep": "base", "Strategy": "base",
+          "REGISTRY": "registry", "STRATEGIES": "registry", "build_strategy": "registry",
+          "importance_audit": "registry"}
+"""Public name -> the submodule that defines it (imported on first use)."""
 
-REGISTRY: dict[str, type[Strategy]] = {cls.name: cls for cls in STRATEGIES}
-if tuple(REGISTRY) != NAMES:
-    raise TypeError(f"fedfair.strategies.STRATEGIES names {tuple(REGISTRY)}, the registry {NAMES}")
+__all__ = list(_HOMES)
 
 
-def build_strategy(cfg: Config, ctx: ServerContext) -> Strategy:
-    """The strategy of ``mechanism.method``, given only what a strategy may see: the mechanism's
-    settings, the job's static facts and the seed."""
-    return REGISTRY[cfg.mechanism.method](cfg.mechanism, ctx, seed=cfg.run.seed)
-
-
-def importance_audit(strategy: Strategy) -> CGSV | None:
-    """CGSV's valuation run alongside a method that has its own (or no) coefficient.
-
-    The paper's appendix (Tables 7, 8) computes ρ_r for every method from CGSV's moving-average
-    r on that method's uploads (with the paper's cosine ψ); this instance only values
-    (``CGSV.value``), it never rewards.
-    None where the method's r already is CGSV's, or where nothing is uploaded.
-    """
-    if not strategy.communicates or strategy.values_by_cgsv:
-        return None
-    return CGSV(dataclasses.replace(strategy.mechanism, valuation="cosine"), strategy.ctx, strategy.seed)
-
-
-__all__ = ["Reward", "RoundInput", "ServerContext", "ServerStep", "Strategy", "REGISTRY", "STRATEGIES",
-           "build_strategy",
-           "importance_audit", "needs_validation"]
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)

@@ -2,7 +2,8 @@
 
 The round loop is written once (``fedfair.runtime.server`` and ``fedfair.runtime.agent``); a
 strategy only decides, from the round's uploads, how the server model moves and what each agent
-receives. It sees the mechanism's settings (``MechanismConfig``), the static facts of the job
+receives. It sees the mechanism's settings (``MechanismConfig``; its own table of them as
+``Strategy.settings``), the static facts of the job
 (``ServerContext``) and a seed, nothing of the run, the data or the network.
 A reward is always a *delta* added to the agent's own model, so sparse rewards (cgsv, dw, eu,
 cffl, eci) and model replacement (fedavg, rr, qffl: delta = new model - the agent's model) go
@@ -92,6 +93,9 @@ class Strategy(ABC):
 
     def __init__(self, mechanism: MechanismConfig, ctx: ServerContext, seed: int = 0) -> None:
         self.mechanism = mechanism
+        self.settings: Any = mechanism.settings_of(self.name)
+        """The method's own settings table ([mechanism.<name>], ``fedfair.strategies.settings``;
+        None for a method without one): a strategy reads its own settings here, no other method's."""
         self.ctx = ctx
         self.seed = seed  # run.seed, for methods that sample (eci)
 

@@ -10,8 +10,8 @@ owns, ``data.val_size``; see ``fedfair.run.prepare`` for the default when it is 
    normalised over active agents, ŝ_i = s_i / Σ_j s_j (as Lyu et al.'s code does, so that
    scores and reputations live on the same scale). Rejected uploads score 0.
 3. Reputation: c_i ← 0.8 c_i + 0.2 ŝ_i (initial c_i = 1/N), sharpened c_i ← sinh(α c_i)
-   (α = ``mechanism.cffl_alpha``, default 5) and renormalised to sum 1 over active agents.
-4. Agents whose reputation is below the threshold (``mechanism.cffl_threshold``, 0 = 1/(3N))
+   (α = ``mechanism.cffl.alpha``, default 5) and renormalised to sum 1 over active agents.
+4. Agents whose reputation is below the threshold (``mechanism.cffl.threshold``, 0 = 1/(3N))
    are dropped for good: reputation 0, no weight in the aggregate, an empty reward; the rest
    are renormalised. The most reputable agent always survives (its c ≥ 1/N_active).
 5. Agent i downloads the largest-magnitude share q_i = c_i / max_j c_j of u_N (the paper's
@@ -31,6 +31,7 @@ import torch
 from ..config import MechanismConfig
 from ..mechanism import reward_masks
 from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, normalised_rows, size_weights
+from .settings import CFFLSettings
 
 OLD, NEW = 0.8, 0.2
 
@@ -50,6 +51,7 @@ def update_reputation(c: torch.Tensor, scores: torch.Tensor, active: torch.Tenso
 
 class CFFL(Strategy):
     name = "cffl"
+    settings: CFFLSettings
 
     def __init__(self, mechanism: MechanismConfig, ctx: ServerContext, seed: int = 0) -> None:
         super().__init__(mechanism, ctx, seed)
@@ -59,7 +61,7 @@ class CFFL(Strategy):
 
     @property
     def threshold(self) -> float:
-        t = self.mechanism.cffl_threshold
+        t = self.settings.threshold
         return t if t > 0 else 1.0 / (3 * self.ctx.agents)
 
     def server_step(self, inp: RoundInput) -> ServerStep:
@@ -75,7 +77,7 @@ class CFFL(Strategy):
         for i in range(n):
             if bool(use[i]):
                 scores[i] = accuracy(inp.server_model + u[i])
-        self.c, self.active = update_reputation(self.c, scores, self.active, m.cffl_alpha, self.threshold)
+        self.c, self.active = update_reputation(self.c, scores, self.active, self.settings.alpha, self.threshold)
         q = self.c / self.c.max()
         rewards: list[Reward | None] = list(reward_masks(aggregate, q, m.mask_scope, self.ctx.layer_sizes))
         return ServerStep(server_delta=aggregate, rewards=rewards, psi=scores, r=self.c.clone(), q=q)

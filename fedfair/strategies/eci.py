@@ -20,7 +20,7 @@ become exactly 0 and never recover, and the server model stays near 29%.
 
 - N ≤ 8: exact Shapley over all 2^N coalitions (``exact_shapley``; 2^N validation passes).
 - N > 8: permutation sampling (``sampled_shapley``, memoised coalitions) with
-  ``mechanism.eci_permutations`` permutations per round (default 50, i.e. at most 50·N
+  ``mechanism.eci.permutations`` permutations per round (default 50, i.e. at most 50·N
   validation passes), drawn from a generator seeded with ``run.seed``.
 
 Each agent accumulates its values over rounds, C_i = Σ_t φ_i^t, and downloads the
@@ -37,6 +37,7 @@ import torch
 from ..config import MechanismConfig
 from ..mechanism import exact_shapley, reward_masks, sampled_shapley
 from .base import Reward, RoundInput, ServerContext, ServerStep, Strategy, normalised_rows, size_weights
+from .settings import ECISettings
 
 EXACT_UP_TO = 8
 """Exact Shapley for N ≤ this many agents, permutation sampling above."""
@@ -52,6 +53,7 @@ def eci_fractions(total: torch.Tensor) -> torch.Tensor:
 
 class ECI(Strategy):
     name = "eci"
+    settings: ECISettings
 
     def __init__(self, mechanism: MechanismConfig, ctx: ServerContext, seed: int = 0) -> None:
         super().__init__(mechanism, ctx, seed)
@@ -74,7 +76,7 @@ class ECI(Strategy):
         n = self.ctx.agents
         if n <= EXACT_UP_TO:
             return exact_shapley(value, n)
-        return sampled_shapley(value, n, self.mechanism.eci_permutations, self.generator)
+        return sampled_shapley(value, n, self.settings.permutations, self.generator)
 
     def server_step(self, inp: RoundInput) -> ServerStep:
         m = self.mechanism

@@ -10,7 +10,7 @@ before local training; it travels as one extra float32 scalar of the upload row
 
 (in float64; the q F^(q−1) term is taken as 0 when q = 0, so q = 0 is uniform FedAvg).
 Rejected uploads and non-finite losses are left out of both sums. Every agent downloads the
-new model as a dense delta. q is ``mechanism.qffl_q`` (default 1).
+new model as a dense delta. q is ``mechanism.qffl.q`` (default 1; :class:`~fedfair.strategies.settings.QFFLSettings`).
 
 Logged: psi = F_k (the loss the agent reported), r = Σ-normalised h_k (each agent's share of
 the step size), q = 1. Per-agent accuracy convention (baselines.md): the model after the
@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from .base import RoundInput, ServerStep, Strategy, model_rewards
+from .settings import QFFLSettings
 
 
 def qffl_step(updates: torch.Tensor, losses: torch.Tensor, valid: torch.Tensor, q: float,
@@ -49,6 +50,7 @@ def qffl_step(updates: torch.Tensor, losses: torch.Tensor, valid: torch.Tensor, 
 class QFFL(Strategy):
     name = "qffl"
     extras = 1
+    settings: QFFLSettings
 
     def agent_extras(self, shard_loss: Callable[[], float]) -> list[float]:
         return [float(shard_loss())]
@@ -56,7 +58,7 @@ class QFFL(Strategy):
     def server_step(self, inp: RoundInput) -> ServerStep:
         n = self.ctx.agents
         losses = inp.extras[:, 0].to(torch.float64)
-        step64, h = qffl_step(inp.updates, losses, inp.valid, self.mechanism.qffl_q, inp.lr)
+        step64, h = qffl_step(inp.updates, losses, inp.valid, self.settings.q, inp.lr)
         delta = step64.to(inp.updates.dtype)
         total = torch.nansum(h)
         share = h / total if total > 0 else h

@@ -4,7 +4,7 @@ The fairness reference ρ compares every method's final accuracies with these (s
 ``fedfair.experiments.reference``: a Standalone run in the same output folder with the same
 ``reference_key``).
 
-Choices (``mechanism.standalone_step``):
+Choices (``mechanism.standalone.step``, :class:`~fedfair.strategies.settings.StandaloneSettings`):
 
 - ``gamma`` (default): after its local work the agent applies its own normalised update,
   w_i ← w_before + Γ·Δw_i / (‖Δw_i‖₂ + ε) (a zero update stays zero): the step the
@@ -16,7 +16,7 @@ Choices (``mechanism.standalone_step``):
 It does not communicate (``communicates = False`` in ``fedfair.methods``): the server receives no
 upload and sends no reward, so bytes_up and bytes_down are 0 and mechanism_s is 0; only the
 per-round metrics travel (bytes_ctrl).
-Which step produced a result is recorded in config.toml (``mechanism.standalone_step``) and
+Which step produced a result is recorded in config.toml (``[mechanism.standalone] step``) and
 is part of the reference key that other runs match on.
 """
 from __future__ import annotations
@@ -25,18 +25,19 @@ import torch
 
 from ..mechanism import unit_scales
 from .base import RoundInput, ServerStep, Strategy, normalisation
+from .settings import StandaloneSettings
 
 
 class Standalone(Strategy):
     name = "standalone"
+    settings: StandaloneSettings
 
     def server_step(self, inp: RoundInput | None) -> ServerStep:
         """The empty decision: the server model stays, nobody receives anything (there are no uploads)."""
         return ServerStep(server_delta=None, rewards=[None] * self.ctx.agents)
 
     def local_apply(self, w_before: torch.Tensor, delta: torch.Tensor, round: int) -> torch.Tensor:
-        m = self.mechanism
-        if m.standalone_step == "sgd":
+        if self.settings.step == "sgd":
             return w_before + delta
-        scale = unit_scales(delta.reshape(1, -1), **normalisation(m, round))[0].to(delta.dtype)
+        scale = unit_scales(delta.reshape(1, -1), **normalisation(self.mechanism, round))[0].to(delta.dtype)
         return w_before + scale * delta

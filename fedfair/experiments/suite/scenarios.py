@@ -93,7 +93,7 @@ SCENARIOS: tuple[Scenario, ...] = (
              ratios=(Ratio("r_copy/r_original", (2,), (1,)), Ratio("r_doubled/r_3-4", (5,), (3, 4))),
              note="truth = unique data: agent 2 holds agent 1's shard, agent 5 its own twice"),
     Scenario("adversaries6", 6, "uni", "adversaries", (1, 1, 1, 0, 0, 0),
-             (f"mechanism.behaviours={_list(['honest', 'honest', 'honest', 'free_rider', 'scaled', 'sign_flipper'])}",),
+             (f"adversary.behaviours={_list(['honest', 'honest', 'honest', 'free_rider', 'scaled', 'sign_flipper'])}",),
              adversaries=(4, 5, 6), note="truth = honest; agents 4-6: free-rider, x1e4 scaler, sign-flipper"),
     Scenario("symmetry5", 5, "disjoint", "symmetry", None,
              note="two exclusive classes each: no order, judged by r's spread and gains"),
