@@ -27,7 +27,7 @@ def main(out: str, valuations: list[str]) -> None:
         cfg = load_config(ROOT / "configs" / "default.toml", [
             f"run.name={name}", f"run.out_dir={out}", "run.rounds=60", "run.eval_every=60", "run.progress=false",
             "run.overwrite=true", "data.partition=uni", f"data.agents={len(BEHAVIOURS)}",
-            f"mechanism.behaviours={BEHAVIOURS!r}", f"mechanism.valuation={valuation}"])
+            f"adversary.behaviours={BEHAVIOURS!r}", f"mechanism.valuation={valuation}"])
         summary = run_local(cfg)[0]["summary"]
         psi = pd.read_csv(Path(out) / name / "agents.csv").pivot_table(index="round", columns="agent", values="psi")
         print(f"{valuation}: r {[round(x, 3) for x in summary['final_r']]} "
